@@ -1,0 +1,54 @@
+"""Atomic file writes: write to a temporary file in the target folder, then rename."""
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` as Parquet atomically and return the final path."""
+    with atomic_path(path) as tmp:
+        df.write_parquet(tmp)
+    return Path(path)
+
+
+def write_csv(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` as CSV atomically and return the final path."""
+    with atomic_path(path) as tmp:
+        df.write_csv(tmp)
+    return Path(path)
+
+
+def write_json(data: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``data`` as indented JSON atomically and return the final path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    return Path(path)
+
+
+def write_text(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write ``text`` atomically and return the final path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

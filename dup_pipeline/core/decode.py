@@ -1,0 +1,144 @@
+"""Safe, fast image decoding: every failure becomes a :class:`BadFile` with a reason.
+
+JPEGs are decoded at a reduced size (DCT scaling via ``Image.draft``), EXIF orientation is
+applied, and every mode (grayscale, palette, RGBA, CMYK, 16-bit, float) is normalized to
+8-bit RGB. Transparent pixels are composited onto white, as a viewer shows them.
+"""
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "DIB", "GIF", "WEBP", "TIFF"})
+DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_MIN_SIDE = 10
+DEFAULT_WORK_SIDE = 512
+ROTATING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+# We enforce our own pixel limit (``max_pixels``) and report it as a bad file.
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+BAD_REASONS: dict[str, str] = {
+    "missing": "file no longer exists",
+    "unreadable": "file cannot be read",
+    "empty": "file is empty (0 bytes)",
+    "not_an_image": "not an image file",
+    "unsupported_format": "image format or mode not supported",
+    "corrupt": "image data is truncated or corrupt",
+    "too_large": "image is too large (decompression bomb guard)",
+    "too_small": "image is too small",
+}
+
+
+class BadFile(Exception):
+    """A file that cannot be used; ``reason`` is a key of :data:`BAD_REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An 8-bit RGB image (possibly reduced) with facts about the original file."""
+
+    image: Image.Image
+    width: int
+    height: int
+    mode: str
+    format: str
+    channels: int
+
+
+def read_bytes(path: str) -> bytes:
+    """Read a whole file, turning OS errors into :class:`BadFile`."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise BadFile("missing", "file no longer exists") from None
+    except OSError as exc:
+        raise BadFile("unreadable", exc.strerror or type(exc).__name__) from None
+    if not data:
+        raise BadFile("empty", "file is empty (0 bytes)")
+    return data
+
+
+def decode_image(
+    path: str,
+    work_side: int = DEFAULT_WORK_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = DEFAULT_MIN_SIDE,
+) -> DecodedImage:
+    """Decode ``path`` to RGB whose longer side is at least ``work_side`` when the original is.
+
+    Raises :class:`BadFile` for anything that cannot be used.
+    """
+    data = read_bytes(path)
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise BadFile("not_an_image", "not a recognised image format") from None
+    except Image.DecompressionBombError as exc:
+        raise BadFile("too_large", str(exc)) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadFile("corrupt", f"cannot read header: {exc}") from None
+    fmt = img.format or "unknown"
+    if fmt not in SUPPORTED_FORMATS:
+        raise BadFile("unsupported_format", f"format {fmt} is not supported")
+    width, height = img.size
+    if width * height > max_pixels:
+        raise BadFile("too_large", f"{width}x{height} pixels exceeds max_pixels={max_pixels}")
+    if min(width, height) < min_side:
+        raise BadFile("too_small", f"{width}x{height} is below min_side={min_side}")
+    mode = img.mode
+    try:
+        if fmt == "PNG":
+            Image.open(io.BytesIO(data)).verify()
+        if fmt in ("JPEG", "MPO") and max(width, height) > work_side:
+            scale = work_side / max(width, height)
+            img.draft(None, (max(1, round(width * scale)), max(1, round(height * scale))))
+        img.load()
+        orientation = img.getexif().get(0x0112, 1)
+        img = ImageOps.exif_transpose(img)
+        rgb = to_rgb(img)
+    except BadFile:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file
+        raise BadFile("corrupt", f"{type(exc).__name__}: {exc}") from None
+    if orientation in ROTATING_ORIENTATIONS:
+        width, height = height, width
+    return DecodedImage(rgb, width, height, mode, fmt, len(Image.new(mode, (1, 1)).getbands()))
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Normalize any Pillow mode to 8-bit RGB."""
+    mode = img.mode
+    if mode == "RGB" and "transparency" not in img.info:
+        return img
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_to_uint8(np.asarray(img)), "L").convert("RGB")
+    if "A" in mode or "a" in mode or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    try:
+        return img.convert("RGB")
+    except ValueError as exc:
+        raise BadFile("unsupported_format", f"mode {mode} cannot be converted: {exc}") from None
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Scale 16-bit, 32-bit integer or float pixel values to 0..255."""
+    arr = values.astype(np.float64)
+    if values.dtype.kind == "f":
+        peak = 1.0 if arr.size and np.nanmax(arr) <= 1.0 else 255.0
+        arr = np.nan_to_num(arr) * (255.0 / peak)
+    elif values.dtype.itemsize >= 2 and arr.size and arr.max() > 255:
+        arr = arr / 257.0 if arr.max() <= 65535 else arr * (255.0 / arr.max())
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)

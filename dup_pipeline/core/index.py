@@ -1,0 +1,210 @@
+"""Faiss index building, search and persistence for image feature vectors.
+
+Similarities returned here are "higher = more similar", 1.0 for identical vectors, as in fastdup's
+``similarity.csv`` ``distance`` column:
+
+- ``cosine``: cosine similarity (inner product of L2-normalized vectors), in [-1, 1].
+- ``euclidean``: ``1 / (1 + d)`` with ``d`` the L2 distance (unit vectors: d in [0, 2] -> [1/3, 1]).
+- ``squared_euclidean``: ``1 / (1 + d**2)`` (unit vectors: [1/5, 1]).
+- ``manhattan``: ``1 / (1 + d)`` with ``d`` the L1 distance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+
+import faiss
+import numpy as np
+
+DISTANCES: dict[str, int] = {
+    "cosine": faiss.METRIC_INNER_PRODUCT,
+    "euclidean": faiss.METRIC_L2,
+    "squared_euclidean": faiss.METRIC_L2,
+    "manhattan": faiss.METRIC_L1,
+}
+# Index types whose vectors are stored uncompressed: the only ones where faiss honours METRIC_L1.
+# (Quantized codes silently return wrong distances (PQ) or abort the process (SQ) with L1.)
+MANHATTAN_MODES = "Flat, HNSW<M>, HNSW<M>,Flat, IVF<nlist>,Flat"
+_MANHATTAN_MODE_RE = re.compile(r"Flat|HNSW\d+(,Flat)?|IVF\d+,Flat")
+ADD_BATCH = 65_536
+
+
+def _check_distance(distance: str) -> int:
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {sorted(DISTANCES)}, got {distance!r}")
+    return DISTANCES[distance]
+
+
+def _check_matrix(name: str, x: np.ndarray, d: int | None = None) -> None:
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array (n, d), got shape {x.shape}")
+    if d is not None and x.shape[1] != d:
+        raise ValueError(f"{name} must have {d} columns (the index dimension), got {x.shape[1]}")
+
+
+def _batch(x: np.ndarray, start: int, stop: int, distance: str) -> np.ndarray:
+    """Copy rows ``start:stop`` (reads only them from a memmap) as float32, normalized for cosine."""
+    out = np.array(x[start:stop], dtype=np.float32, order="C", copy=True)
+    if not np.isfinite(out).all():
+        bad = start + int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+        raise ValueError(f"features/queries contain NaN or inf (first at row {bad})")
+    if distance == "cosine":
+        faiss.normalize_L2(out)
+    return out
+
+
+@contextlib.contextmanager
+def _threads(num_threads: int | None) -> Iterator[None]:
+    """Temporarily set faiss' OpenMP thread count (None = leave as is)."""
+    if num_threads is None:
+        yield
+        return
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be None or >= 1, got {num_threads}")
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+def to_similarity(raw: np.ndarray, distance: str) -> np.ndarray:
+    """Convert faiss raw scores (inner products, squared L2 or L1 distances) to similarities."""
+    _check_distance(distance)
+    raw = np.asarray(raw, dtype=np.float32)
+    if distance == "cosine":
+        return np.clip(raw, -1.0, 1.0)
+    if distance == "euclidean":
+        raw = np.sqrt(np.maximum(raw, 0.0))
+    return 1.0 / (1.0 + np.maximum(raw, 0.0))
+
+
+def pairwise_similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") -> np.ndarray:
+    """Exact (len(a), len(b)) similarity matrix, same definition as ``search``."""
+    metric = _check_distance(distance)
+    _check_matrix("a", a)
+    _check_matrix("b", b, a.shape[1])
+    a, b = _batch(a, 0, len(a), distance), _batch(b, 0, len(b), distance)
+    return to_similarity(faiss.pairwise_distances(a, b, metric), distance)
+
+
+def _apply_params(index: faiss.Index, faiss_mode: str, faiss_param: str) -> None:
+    """Apply ``"name=value,..."`` (``nprobes`` is accepted for fastdup's ``nprobe``)."""
+    space = faiss.ParameterSpace()
+    for item in filter(None, (s.strip() for s in faiss_param.split(","))):
+        name, sep, value = (s.strip() for s in item.partition("="))
+        name = "nprobe" if name == "nprobes" else name
+        try:
+            number = float(value) if sep and name else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise ValueError(f"faiss_param must look like 'efSearch=128,nprobe=16', got item {item!r}")
+        try:
+            space.set_index_parameter(index, name, number)
+        except RuntimeError:
+            raise ValueError(
+                f"faiss_param {name!r} is not supported by faiss_mode {faiss_mode!r} "
+                "(e.g. efSearch/efConstruction for HNSW, nprobe for IVF, none for Flat)"
+            ) from None
+
+
+def build_index(
+    features: np.ndarray,
+    faiss_mode: str = "HNSW32",
+    distance: str = "cosine",
+    faiss_param: str = "",
+    train_sample: int = 100_000,
+    num_threads: int | None = None,
+) -> faiss.Index:
+    """Build a faiss index over ``features`` (n, d); a np.memmap is streamed in 65,536-row batches.
+
+    ``faiss_mode`` is a ``faiss.index_factory`` string. Indexes that need training (IVF, PQ, SQ...)
+    are trained on ``train_sample`` random rows (fixed seed). ``faiss_param`` is applied after
+    training and before adding, so ``efConstruction`` takes effect.
+    """
+    metric = _check_distance(distance)
+    _check_matrix("features", features)
+    if train_sample < 1:
+        raise ValueError(f"train_sample must be >= 1, got {train_sample}")
+    if distance == "manhattan" and not _MANHATTAN_MODE_RE.fullmatch(faiss_mode):
+        raise ValueError(
+            f"distance='manhattan' needs an uncompressed faiss_mode ({MANHATTAN_MODES}), got {faiss_mode!r}"
+        )
+    n, d = features.shape
+    try:
+        index = faiss.index_factory(d, faiss_mode, metric)
+    except RuntimeError as err:
+        raise ValueError(f"faiss_mode {faiss_mode!r} is not a valid faiss.index_factory string: {err}") from None
+    with _threads(num_threads):
+        if not index.is_trained:
+            rows = np.sort(np.random.default_rng(0).choice(n, size=min(train_sample, n), replace=False))
+            train = np.array(features[rows], dtype=np.float32, order="C")
+            index.train(_batch(train, 0, len(train), distance))
+        _apply_params(index, faiss_mode, faiss_param)
+        for start in range(0, n, ADD_BATCH):
+            index.add(_batch(features, start, min(start + ADD_BATCH, n), distance))
+    return index
+
+
+def search(
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    distance: str = "cosine",
+    batch: int = 65_536,
+    num_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-nearest-neighbour search in batches of ``batch`` query rows.
+
+    ``distance`` must be the one the index was built with. Returns ``(sims, ids)``, both (n, k):
+    float32 similarities (see module docstring), best first, and int64 index row ids; slots with no
+    neighbour have id -1 and similarity NaN. Self-search returns each row among its own neighbours.
+    """
+    metric = _check_distance(distance)
+    if index.metric_type != metric:
+        raise ValueError(f"distance {distance!r} does not match the index metric (faiss metric {index.metric_type})")
+    _check_matrix("queries", queries, index.d)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    n = queries.shape[0]
+    sims = np.empty((n, k), dtype=np.float32)
+    ids = np.empty((n, k), dtype=np.int64)
+    with _threads(num_threads):
+        for start in range(0, n, batch):
+            stop = min(start + batch, n)
+            raw, ids[start:stop] = index.search(_batch(queries, start, stop, distance), k)
+            sims[start:stop] = to_similarity(raw, distance)
+    sims[ids < 0] = np.nan
+    return sims, ids
+
+
+def save_index(index: faiss.Index, path: str | os.PathLike) -> None:
+    """Write ``index`` to ``path`` atomically (temp file in the same directory, fsync, os.replace)."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        faiss.write_index(index, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def load_index(path: str | os.PathLike) -> faiss.Index:
+    """Read an index written by ``save_index``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(path)
+    return faiss.read_index(path)

@@ -1,0 +1,119 @@
+"""The pipeline as plain function calls over a work_dir: what the CLI and the Python API run.
+
+The Dagster assets call the same steps (manifest, range scans, dataset tables) one asset each.
+"""
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from dup_pipeline.core.atomic import write_parquet
+from dup_pipeline.core.inputs import InputError, InputSpec, discover_files
+from dup_pipeline.core.manifest import build_manifest, exact_duplicate_groups
+from dup_pipeline.core.progress import ProgressSink, silent_progress
+from dup_pipeline.core.range_scan import RangeScanOutcome, scan_range
+from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE, check_range_size, ranges_between
+from dup_pipeline.core.scan import DecodeSettings, default_threads
+from dup_pipeline.core.tables import bad_reason_counts, combine_scans
+from dup_pipeline.core.workdir import WorkDir
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a run needs; invalid values raise ``ValueError`` naming the parameter."""
+
+    input: InputSpec
+    work_dir: str
+    range_size: int = DEFAULT_RANGE_SIZE
+    num_threads: int = -1
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+
+    def __post_init__(self) -> None:
+        check_range_size(self.range_size)
+        if not isinstance(self.num_threads, int) or self.num_threads == 0 or self.num_threads < -1:
+            raise ValueError(f"num_threads must be -1 (all cores) or a positive integer, got {self.num_threads!r}")
+
+    @property
+    def threads(self) -> int:
+        return default_threads() if self.num_threads == -1 else self.num_threads
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run found and where it wrote it."""
+
+    work_dir: str
+    files: int
+    good: int
+    bad: int
+    bad_reasons: dict[str, int]
+    exact_duplicate_groups: int
+    exact_duplicate_files: int
+    ranges: list[RangeScanOutcome]
+
+    @property
+    def decoded(self) -> int:
+        return sum(r.decoded for r in self.ranges)
+
+    def lines(self) -> list[str]:
+        """A human summary, one line per fact."""
+        lines = [f"files: {self.files}, good images: {self.good}, bad files: {self.bad}"]
+        if self.bad_reasons:
+            lines.append("bad files by reason: " + ", ".join(f"{k}={v}" for k, v in self.bad_reasons.items()))
+        lines.append(
+            f"byte-identical groups: {self.exact_duplicate_groups} ({self.exact_duplicate_files} files)"
+        )
+        lines.append(
+            f"ranges: {len(self.ranges)}, images decoded this run: {self.decoded}, "
+            f"reused from earlier runs: {sum(r.reused for r in self.ranges)}"
+        )
+        if self.files and not self.good:
+            lines.append(f"every one of the {self.files} files is bad: see features.bad.csv for the reasons")
+        return lines
+
+
+def update_manifest(work: WorkDir, source: InputSpec, progress: ProgressSink = silent_progress) -> pl.DataFrame:
+    """Scan ``source`` and write ``manifest.parquet`` (append-only, hashes reused when unchanged)."""
+    paths = discover_files(source)
+    previous = pl.read_parquet(work.manifest) if work.manifest.exists() else None
+    if not paths and (previous is None or previous.is_empty()):
+        raise InputError(f"input {_describe(source)} contains no image files")
+    known = set(previous["path"].to_list()) if previous is not None else set()
+    with progress("manifest", len(paths) + len(known - set(paths))) as advance:
+        manifest = build_manifest(paths, previous, advance)
+    write_parquet(manifest, work.manifest)
+    return manifest
+
+
+def _describe(source: InputSpec) -> str:
+    return f"list of {len(source)} paths" if isinstance(source, (list, tuple)) else repr(str(source))
+
+
+def run_scan(
+    config: PipelineConfig,
+    progress: ProgressSink = silent_progress,
+    min_offset: int = 0,
+    max_offset: int | None = None,
+) -> RunSummary:
+    """Manifest, bad files and image statistics for ``config.input`` into ``config.work_dir``."""
+    work = WorkDir(config.work_dir).ensure_writable()
+    manifest = update_manifest(work, config.input, progress)
+    ranges = ranges_between(manifest.height, config.range_size, min_offset, max_offset)
+    outcomes = []
+    with progress("decode + stats", int(sum(min(r.end, manifest.height - 1) - r.start + 1 for r in ranges))) as advance:
+        for offset_range in ranges:
+            outcomes.append(
+                scan_range(work, manifest, offset_range, config.decode, config.threads, advance)
+            )
+    tables = combine_scans(work, manifest.height, config.range_size)
+    groups = exact_duplicate_groups(manifest)
+    return RunSummary(
+        work_dir=str(work.root),
+        files=manifest.height,
+        good=tables.stats.height,
+        bad=tables.bad.height,
+        bad_reasons=bad_reason_counts(tables.bad),
+        exact_duplicate_groups=groups.height,
+        exact_duplicate_files=int(groups["count"].sum()) if groups.height else 0,
+        ranges=outcomes,
+    )

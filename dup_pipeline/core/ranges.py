@@ -1,0 +1,50 @@
+"""Offset-range partitions of the manifest: fixed-size, nominal keys like ``0-9999``."""
+
+from dataclasses import dataclass
+
+DEFAULT_RANGE_SIZE = 10_000
+
+
+@dataclass(frozen=True, order=True)
+class OffsetRange:
+    """Manifest indexes ``start`` to ``end`` inclusive (a nominal, full-size range)."""
+
+    start: int
+    end: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.start}-{self.end}"
+
+    @classmethod
+    def parse(cls, key: str) -> "OffsetRange":
+        """Parse a key like ``0-9999``."""
+        try:
+            start_text, end_text = key.split("-")
+            start, end = int(start_text), int(end_text)
+        except ValueError:
+            raise ValueError(f"offset range key must look like '0-9999', got {key!r}") from None
+        if start < 0 or end < start:
+            raise ValueError(f"offset range key must have 0 <= start <= end, got {key!r}")
+        return cls(start, end)
+
+
+def check_range_size(range_size: int) -> int:
+    """Validate the partition size."""
+    if not isinstance(range_size, int) or range_size < 1:
+        raise ValueError(f"range_size must be a positive integer, got {range_size!r}")
+    return range_size
+
+
+def offset_ranges(n_rows: int, range_size: int = DEFAULT_RANGE_SIZE) -> list[OffsetRange]:
+    """The nominal ranges covering manifest indexes ``0 .. n_rows-1``."""
+    check_range_size(range_size)
+    return [OffsetRange(s, s + range_size - 1) for s in range(0, n_rows, range_size)]
+
+
+def ranges_between(
+    n_rows: int, range_size: int, min_offset: int = 0, max_offset: int | None = None
+) -> list[OffsetRange]:
+    """The ranges that intersect ``[min_offset, max_offset)`` (fastdup's offsets)."""
+    stop = n_rows if max_offset is None or max_offset < 0 else min(max_offset, n_rows)
+    return [r for r in offset_ranges(n_rows, range_size) if r.end >= min_offset and r.start < stop]

@@ -1,0 +1,42 @@
+"""Per-image statistics: luminance (dark/bright), contrast and blur at a fixed scale."""
+
+import numpy as np
+from PIL import Image
+
+STATS_SIDE = 512
+STATS_COLUMNS = ("mean", "stdv", "min", "max", "unique", "contrast", "blur")
+
+
+def luminance(rgb: Image.Image, side: int = STATS_SIDE) -> np.ndarray:
+    """ITU-R 601 luminance as uint8, resized so that the longer side is exactly ``side``."""
+    gray = rgb.convert("L")
+    width, height = gray.size
+    scale = side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size != gray.size:
+        gray = gray.resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(gray)
+
+
+def laplacian_variance(gray: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian: low means blurry."""
+    g = gray.astype(np.float32)
+    if g.shape[0] < 3 or g.shape[1] < 3:
+        return 0.0
+    lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def image_stats(rgb: Image.Image) -> dict[str, float]:
+    """Luminance mean/std/min/max, distinct grey levels, Michelson contrast and blur."""
+    gray = luminance(rgb)
+    lo, hi = int(gray.min()), int(gray.max())
+    return {
+        "mean": float(gray.mean()),
+        "stdv": float(gray.std()),
+        "min": float(lo),
+        "max": float(hi),
+        "unique": int(np.count_nonzero(np.bincount(gray.ravel(), minlength=256))),
+        "contrast": (hi - lo) / (hi + lo) if hi + lo else 0.0,
+        "blur": laplacian_variance(gray),
+    }
