@@ -1,0 +1,1 @@
+"""The thin Dagster layer: assets, partitions, resources and definitions over the pure core."""

@@ -1,0 +1,32 @@
+"""The code location: ``dagster dev -w workspace.yaml`` loads ``defs`` from here."""
+
+import dagster as dg
+
+from dup_pipeline.dagster_defs.datasets import datasets_from_environment
+from dup_pipeline.dagster_defs.resources import DatasetResource
+from dup_pipeline.dagster_defs.scan_assets import build_scan_assets, range_partitions, resource_key
+
+
+def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definitions:
+    """Assets, jobs and resources auditing one dataset (asset keys and group named after it)."""
+    assets = build_scan_assets(name)
+    manifest = dg.AssetSelection.assets([name, "file_manifest"])
+    ranges = dg.AssetSelection.assets([name, "bad_files"], [name, "image_stats"])
+    tables = dg.AssetSelection.assets([name, "dataset_bad_files"], [name, "dataset_image_stats"])
+    jobs = [
+        dg.define_asset_job(f"{name}_manifest_job", selection=manifest,
+                            description="Scan the input and register the offset-range partitions."),
+        dg.define_asset_job(f"{name}_scan_ranges_job", selection=ranges, partitions_def=range_partitions(name),
+                            description="Decode one offset range: bad files and image statistics."),
+        dg.define_asset_job(f"{name}_tables_job", selection=tables,
+                            description="Assemble dataset-wide tables and fastdup CSVs from the ranges."),
+    ]
+    return dg.Definitions(assets=assets, jobs=jobs, resources={resource_key(name): dataset})
+
+
+def build_definitions(datasets: dict[str, DatasetResource]) -> dg.Definitions:
+    """One code location auditing every dataset side by side."""
+    return dg.Definitions.merge(*(build_dataset_definitions(n, d) for n, d in datasets.items()))
+
+
+defs = build_definitions(datasets_from_environment())
