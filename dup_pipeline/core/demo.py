@@ -54,6 +54,12 @@ def _color(rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(v) for v in rng.integers(0, 256, 3))
 
 
+def _contrasting_pair(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """A dark colour and its bright complement (never two colours of the same luminance)."""
+    dark = tuple(int(v) for v in rng.integers(0, 110, 3))
+    return dark, tuple(255 - v for v in dark)
+
+
 def draw_class_image(label: str, rng: np.random.Generator, size: tuple[int, int] = IMAGE_SIZE) -> Image.Image:
     """A synthetic image whose look is decided by its class (so labels can be checked)."""
     img = _background(rng, size)
@@ -67,7 +73,7 @@ def draw_class_image(label: str, rng: np.random.Generator, size: tuple[int, int]
     elif label == "stripes":
         step = int(rng.integers(12, 30))
         angle = float(rng.uniform(0, math.pi))
-        colors = (_color(rng), _color(rng))
+        colors = _contrasting_pair(rng)
         for i, off in enumerate(range(-2 * max(w, h), 2 * max(w, h), step)):
             dx, dy = math.cos(angle), math.sin(angle)
             cx, cy = w / 2 + off * -dy, h / 2 + off * dx
@@ -77,7 +83,7 @@ def draw_class_image(label: str, rng: np.random.Generator, size: tuple[int, int]
             )
     elif label == "checkers":
         cell = int(rng.integers(16, 40))
-        colors = (_color(rng), _color(rng))
+        colors = _contrasting_pair(rng)
         for y in range(0, h, cell):
             for x in range(0, w, cell):
                 draw.rectangle((x, y, x + cell, y + cell), fill=colors[(x // cell + y // cell) % 2])

@@ -1,0 +1,100 @@
+import shutil
+
+import polars as pl
+import pytest
+
+from dup_pipeline.core.inputs import InputError
+from dup_pipeline.core.manifest import exact_duplicate_groups
+from dup_pipeline.core.pipeline import PipelineConfig, run_scan
+from dup_pipeline.core.ranges import OffsetRange, offset_ranges, ranges_between
+from dup_pipeline.core.workdir import WorkDir, WorkDirError
+from dup_pipeline_tests.conftest import noise_image, save_image
+
+
+def test_offset_range_keys():
+    assert [r.key for r in offset_ranges(25, 10)] == ["0-9", "10-19", "20-29"]
+    assert OffsetRange.parse("10-19") == OffsetRange(10, 19)
+    assert [r.key for r in ranges_between(25, 10, 12, 15)] == ["10-19"]
+    with pytest.raises(ValueError, match="range_size"):
+        offset_ranges(5, 0)
+    with pytest.raises(ValueError, match="0-9999"):
+        OffsetRange.parse("abc")
+
+
+def test_demo_run_finds_planted_bad_files_and_stats(demo_dataset, tmp_path):
+    summary = run_scan(PipelineConfig(demo_dataset.images, str(tmp_path / "work"), range_size=25))
+    truth = demo_dataset.ground_truth()
+    bad = pl.read_parquet(tmp_path / "work" / "bad_files.parquet")
+    root = str(demo_dataset.images) + "/"
+    got = {f.removeprefix(root): r for f, r in zip(bad["filename"], bad["error_code"])}
+    assert got == truth["bad_files"]
+    assert pl.read_csv(tmp_path / "work" / "features.bad.csv").columns == ["index", "filename", "error_code", "filesize"]
+    stats = pl.read_parquet(tmp_path / "work" / "image_stats.parquet")
+    assert summary.good == stats.height == summary.files - len(truth["bad_files"])
+    by_name = dict(zip([f.removeprefix(root) for f in stats["filename"]], stats.iter_rows(named=True)))
+    assert by_name[truth["dark"][0]]["mean"] == stats["mean"].min()
+    assert by_name[truth["bright"][0]]["mean"] == stats["mean"].max()
+    for original, blurred in truth["blurred"]:
+        assert by_name[blurred]["blur"] < by_name[original]["blur"] / 3
+    csv_cols = pl.read_csv(tmp_path / "work" / "atrain_stats.csv").columns
+    assert csv_cols[:11] == ["index", "width", "height", "unique", "blur", "mean", "min", "max", "stdv",
+                             "file_size", "contrast"]
+    manifest = pl.read_parquet(tmp_path / "work" / "manifest.parquet")
+    groups = exact_duplicate_groups(manifest)
+    paths = dict(zip(manifest["index"], manifest["path"]))
+    found = sorted(sorted(paths[i].removeprefix(root) for i in g) for g in groups["indexes"])
+    assert found == sorted(sorted(pair) for pair in truth["exact_duplicates"])
+
+
+def test_rerun_skips_unchanged_ranges_and_appends_new_files(tmp_path):
+    images = tmp_path / "images"
+    for i in range(12):
+        save_image(images / f"img_{i:02d}.png", noise_image(i))
+    config = PipelineConfig(images, str(tmp_path / "work"), range_size=5)
+    first = run_scan(config)
+    assert [r.key for r in first.ranges] == ["0-4", "5-9", "10-14"] and first.decoded == 12
+    again = run_scan(config)
+    assert again.decoded == 0 and sum(r.reused for r in again.ranges) == 12
+    save_image(images / "aaa_new.png", noise_image(100))  # sorts first, but is appended
+    save_image(images / "img_03.png", noise_image(300))  # changed content, same index
+    third = run_scan(config)
+    assert {r.key: r.decoded for r in third.ranges} == {"0-4": 1, "5-9": 0, "10-14": 1}
+    manifest = pl.read_parquet(tmp_path / "work" / "manifest.parquet")
+    assert manifest.filter(pl.col("path").str.ends_with("aaa_new.png"))["index"].item() == 12
+    assert manifest.filter(pl.col("path").str.ends_with("img_00.png"))["index"].item() == 0
+    (images / "img_07.png").unlink()
+    fourth = run_scan(config)
+    bad = pl.read_parquet(tmp_path / "work" / "bad_files.parquet")
+    assert bad.filter(pl.col("index") == 7)["error_code"].item() == "missing"
+    assert fourth.files == 13 and fourth.good == 12
+
+
+def test_no_half_files_are_left(tmp_path):
+    images = tmp_path / "images"
+    for i in range(3):
+        save_image(images / f"{i}.png", noise_image(i))
+    run_scan(PipelineConfig(images, str(tmp_path / "work")))
+    assert not [p for p in (tmp_path / "work").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_all_bad_folder_finishes_with_a_clear_message(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(b"")
+    (images / "b.png").write_text("nope")
+    summary = run_scan(PipelineConfig(images, str(tmp_path / "work")))
+    assert summary.good == 0 and summary.bad == 2
+    assert any("every one of the 2 files is bad" in line for line in summary.lines())
+
+
+def test_bad_arguments(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no image files"):
+        run_scan(PipelineConfig(tmp_path / "empty", str(tmp_path / "work")))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(WorkDirError, match="not writable"):
+        WorkDir(blocker / "work").ensure_writable()
+    with pytest.raises(ValueError, match="num_threads"):
+        PipelineConfig(tmp_path, str(tmp_path), num_threads=0)
+    shutil.rmtree(tmp_path / "empty")

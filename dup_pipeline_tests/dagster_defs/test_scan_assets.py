@@ -1,0 +1,54 @@
+import dagster as dg
+import polars as pl
+
+from dup_pipeline.dagster_defs.audit import materialize_dataset
+from dup_pipeline.dagster_defs.datasets import datasets_from_environment
+from dup_pipeline.dagster_defs.definitions import build_definitions
+from dup_pipeline.dagster_defs.resources import DatasetResource
+from dup_pipeline.dagster_defs.scan_assets import build_scan_assets, resource_key
+
+
+def test_materialize_dataset_end_to_end(demo_dataset, tmp_path):
+    work = tmp_path / "work"
+    defs = build_definitions({"demo": DatasetResource(input_dir=str(demo_dataset.images), work_dir=str(work),
+                                                      range_size=30)})
+    instance = dg.DagsterInstance.ephemeral()
+    keys = materialize_dataset(defs, "demo", instance)
+    n = pl.read_parquet(work / "manifest.parquet").height
+    assert keys == [f"{s}-{s + 29}" for s in range(0, n, 30)]
+    bad = pl.read_csv(work / "features.bad.csv")
+    assert sorted(bad["error_code"].to_list()) == sorted(demo_dataset.ground_truth()["bad_files"].values())
+    event = instance.get_latest_materialization_event(dg.AssetKey(["demo", "dataset_bad_files"]))
+    meta = event.asset_materialization.metadata
+    assert meta["bad_files"].value == 4 and meta["path"].path == str(work / "bad_files.parquet")
+    stats_event = instance.get_latest_materialization_event(dg.AssetKey(["demo", "image_stats"]))
+    assert stats_event.asset_materialization.partition == keys[-1]
+
+
+def test_partition_rerun_reuses_the_range(demo_dataset, tmp_path):
+    dataset = DatasetResource(input_dir=str(demo_dataset.images), work_dir=str(tmp_path / "work"), range_size=50)
+    assets = build_scan_assets("ds")
+    resources = {resource_key("ds"): dataset}
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([assets[0]], resources=resources, instance=instance).success
+    runs = [
+        dg.materialize(assets, selection=[dg.AssetKey(["ds", "image_stats"])], partition_key="0-49",
+                       resources=resources, instance=instance)
+        for _ in range(2)
+    ]
+    decoded = [r.asset_materializations_for_node("ds_scan_range")[0].metadata["decoded_this_run"].value
+               for r in runs]
+    assert decoded == [50, 0]
+
+
+def test_datasets_from_environment(tmp_path):
+    config = tmp_path / "datasets.yaml"
+    config.write_text("datasets:\n  flowers:\n    input_dir: /data/f\n    work_dir: /data/w\n    range_size: 5\n"
+                      "  cars:\n    input_dir: /data/c\n    work_dir: /data/cw\n")
+    datasets = datasets_from_environment({"DUP_PIPELINE_DATASETS": str(config)})
+    assert set(datasets) == {"flowers", "cars"} and datasets["flowers"].range_size == 5
+    defs = build_definitions(datasets)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"flowers/file_manifest", "cars/image_stats"} <= keys
+    default = datasets_from_environment({"DUP_PIPELINE_DEMO_DIR": str(tmp_path / "d")})
+    assert default["demo"].generate_demo_if_missing

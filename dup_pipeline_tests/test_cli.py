@@ -1,0 +1,48 @@
+import polars as pl
+from click.testing import CliRunner
+
+from dup_pipeline.cli import main
+from dup_pipeline_tests.conftest import noise_image, save_image
+
+
+def test_cli_run_writes_outputs_and_summary(tmp_path):
+    images = tmp_path / "images"
+    for i in range(6):
+        save_image(images / "nested" / f"{i}.jpg", noise_image(i), "JPEG")
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff")
+    result = CliRunner().invoke(main, ["run", str(images), str(tmp_path / "work"), "--range-size", "4"])
+    assert result.exit_code == 0, result.output
+    assert "files: 7, good images: 6, bad files: 1" in result.output
+    assert "outputs: " in result.output
+    assert pl.read_csv(tmp_path / "work" / "features.bad.csv")["filename"].to_list() == [str(images / "broken.jpg")]
+
+
+def test_cli_list_file_input(tmp_path):
+    a = save_image(tmp_path / "a.png", noise_image(1))
+    listing = tmp_path / "files.txt"
+    listing.write_text(f"{a}\n")
+    result = CliRunner().invoke(main, ["run", str(listing), str(tmp_path / "work"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "files: 1, good images: 1" in result.output
+
+
+def test_cli_errors_name_the_problem(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(main, ["run", str(tmp_path / "nope"), str(tmp_path / "w")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(main, ["run", str(tmp_path / "empty"), str(tmp_path / "w")])
+    assert empty.exit_code == 1 and "no image files" in empty.output
+    save_image(tmp_path / "imgs" / "a.png", noise_image(1))
+    (tmp_path / "blocker").write_text("x")
+    unwritable = runner.invoke(main, ["run", str(tmp_path / "imgs"), str(tmp_path / "blocker" / "w")])
+    assert unwritable.exit_code == 1 and "not writable" in unwritable.output
+    threads = runner.invoke(main, ["run", str(tmp_path / "imgs"), str(tmp_path / "w"), "--num-threads", "0"])
+    assert threads.exit_code == 2 and "num_threads" in threads.output
+
+
+def test_cli_demo(tmp_path):
+    result = CliRunner().invoke(main, ["demo", str(tmp_path / "demo"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "bad files: 4" in result.output
+    assert (tmp_path / "demo" / "work" / "atrain_stats.csv").exists()
