@@ -1,4 +1,4 @@
-"""Benchmark: manifest + decode + image statistics throughput and peak memory.
+"""Benchmark: manifest + decode + image statistics (no embedding) throughput and peak memory.
 
     python benchmarks/bench_scan.py --n 10000 --folder /tmp/bench_scan
 
@@ -39,10 +39,10 @@ def generate(folder: Path, n: int) -> None:
 
 
 def child(folder: str, work: str, threads: int) -> None:
-    from dup_pipeline.core.pipeline import PipelineConfig, run_scan
+    from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 
     started = time.perf_counter()
-    summary = run_scan(PipelineConfig(folder, work, num_threads=threads))
+    summary = run_pipeline(PipelineConfig(folder, work, num_threads=threads), features=False)
     elapsed = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"files": summary.files, "decoded": summary.decoded, "seconds": elapsed, "peak_rss_mib": peak_mib}))

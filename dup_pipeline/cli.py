@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from dup_pipeline.core.demo import generate_demo
 from dup_pipeline.core.inputs import InputError
-from dup_pipeline.core.pipeline import PipelineConfig, RunSummary, run_scan
+from dup_pipeline.core.pipeline import PipelineConfig, RunSummary, run_pipeline
 from dup_pipeline.core.progress import Advance, ProgressSink, silent_progress
 from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE
 from dup_pipeline.core.scan import DecodeSettings
@@ -30,7 +30,7 @@ def _progress(quiet: bool) -> ProgressSink:
 
 def _run(config: PipelineConfig, quiet: bool, min_offset: int = 0, max_offset: int | None = None) -> RunSummary:
     try:
-        return run_scan(config, _progress(quiet), min_offset, max_offset)
+        return run_pipeline(config, _progress(quiet), min_offset, max_offset)
     except (InputError, WorkDirError) as exc:
         raise click.ClickException(str(exc)) from None
 

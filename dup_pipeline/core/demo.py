@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from dup_pipeline.core.atomic import write_json, write_text
 
-CLASSES = ("circles", "stripes", "checkers", "triangles")
+CLASSES = ("circles", "stripes", "waves", "triangles")
 IMAGE_SIZE = (320, 240)
 
 
@@ -43,11 +43,29 @@ class DemoDataset:
 
 
 def _background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """A smooth random colour field: a few low-frequency waves per channel, plus sensor noise."""
     w, h = size
-    c0, c1 = rng.integers(40, 216, 3), rng.integers(40, 216, 3)
-    t = np.linspace(0, 1, w)[None, :, None] * np.ones((h, 1, 1))
-    arr = c0 * (1 - t) + c1 * t + rng.normal(0, 6, (h, w, 3))
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    channels = []
+    for _ in range(3):
+        field = np.full((h, w), float(rng.uniform(60, 200)))
+        for _ in range(3):
+            fx, fy, phase = rng.uniform(-4, 4), rng.uniform(-4, 4), rng.uniform(0, 2 * math.pi)
+            field += rng.uniform(10, 40) * np.sin(2 * math.pi * (fx * xx + fy * yy) + phase)
+        channels.append(field)
+    arr = np.stack(channels, axis=-1) + rng.normal(0, 4, (h, w, 3))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def _distractors(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: tuple[int, int]) -> None:
+    """A few small marks of random kinds, so no two images of a class look alike."""
+    w, h = size
+    for _ in range(int(rng.integers(2, 5))):
+        x, y, r = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(6, 16))
+        if rng.random() < 0.5:
+            draw.rectangle((x - r, y - r, x + r, y + r), fill=_color(rng))
+        else:
+            draw.line((x - 2 * r, y, x + 2 * r, y + int(rng.integers(-r, r))), fill=_color(rng), width=3)
 
 
 def _color(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -81,16 +99,24 @@ def draw_class_image(label: str, rng: np.random.Generator, size: tuple[int, int]
                 (cx - dx * 2 * w, cy - dy * 2 * w, cx + dx * 2 * w, cy + dy * 2 * w),
                 fill=colors[i % 2], width=step // 2,
             )
-    elif label == "checkers":
-        cell = int(rng.integers(16, 40))
-        colors = _contrasting_pair(rng)
-        for y in range(0, h, cell):
-            for x in range(0, w, cell):
-                draw.rectangle((x, y, x + cell, y + cell), fill=colors[(x // cell + y // cell) % 2])
+    elif label == "waves":
+        yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+        field = np.zeros((h, w))
+        for _ in range(2):
+            angle, freq = rng.uniform(0, math.pi), rng.uniform(3, 7)
+            field += np.sin(2 * math.pi * freq * (xx * math.cos(angle) + yy * math.sin(angle)) + rng.uniform(0, 6))
+        dark, bright = (np.asarray(c, dtype=float) for c in _contrasting_pair(rng))
+        t = ((field + 2) / 4)[..., None]
+        waves = Image.fromarray((dark * (1 - t) + bright * t).astype(np.uint8), "RGB")
+        mask = Image.new("L", size, 0)
+        ImageDraw.Draw(mask).ellipse((w * 0.1, h * 0.05, w * 0.9, h * 0.95), fill=255)
+        img.paste(waves, mask=mask)
+        draw = ImageDraw.Draw(img)
     else:
         for _ in range(int(rng.integers(3, 7))):
             pts = [(int(rng.integers(0, w)), int(rng.integers(0, h))) for _ in range(3)]
             draw.polygon(pts, fill=_color(rng), outline=(255, 255, 255))
+    _distractors(draw, rng, size)
     return img
 
 
@@ -139,12 +165,12 @@ def generate_demo(root: str | Path, per_class: int = 12, seed: int = 0) -> DemoD
         base_rel, base = originals[label][1]
         w, h = base.size
         variants = {
-            "resized_jpeg": base.resize((w * 3 // 4, h * 3 // 4), Image.Resampling.BILINEAR),
-            "brighter": ImageEnhance.Brightness(base).enhance(1.15),
-            "cropped": base.crop((w // 20, h // 20, w - w // 20, h - h // 20)),
+            "resized_jpeg": base.resize((w * 4 // 5, h * 4 // 5), Image.Resampling.LANCZOS),
+            "brighter": ImageEnhance.Brightness(base).enhance(1.1),
+            "cropped": base.crop((w // 32, h // 32, w - w // 32, h - h // 32)),
         }
         for kind, img in variants.items():
-            rel = add(f"train/{label}/{label}_001_{kind}.jpg", img, label, "train", quality=80)
+            rel = add(f"train/{label}/{label}_001_{kind}.jpg", img, label, "train", quality=85)
             truth["near_duplicates"].append([base_rel, rel, kind])
         # leakage: a test image that is a re-encoded copy of a training image
         leak_rel, leak = originals[label][2]

@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 
 import faiss
 import numpy as np
+
+from dup_pipeline.core.atomic import atomic_path
 
 DISTANCES: dict[str, int] = {
     "cosine": faiss.METRIC_INNER_PRODUCT,
@@ -46,12 +47,16 @@ def _check_matrix(name: str, x: np.ndarray, d: int | None = None) -> None:
         raise ValueError(f"{name} must have {d} columns (the index dimension), got {x.shape[1]}")
 
 
-def _batch(x: np.ndarray, start: int, stop: int, distance: str) -> np.ndarray:
-    """Copy rows ``start:stop`` (reads only them from a memmap) as float32, normalized for cosine."""
-    out = np.array(x[start:stop], dtype=np.float32, order="C", copy=True)
-    if not np.isfinite(out).all():
-        bad = start + int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
-        raise ValueError(f"features/queries contain NaN or inf (first at row {bad})")
+def _rows(x: np.ndarray, rows: slice | np.ndarray, distance: str) -> np.ndarray:
+    """Own float32 copy of ``x[rows]`` (reads only those rows of a memmap), L2-normalized for cosine."""
+    out = np.asarray(x[rows], dtype=np.float32, order="C")
+    if np.may_share_memory(out, x):
+        out = out.copy()
+    finite = np.isfinite(out).all(axis=1)
+    if not finite.all():
+        first = int(np.flatnonzero(~finite)[0])
+        row = (rows.start or 0) + first if isinstance(rows, slice) else int(rows[first])
+        raise ValueError(f"vectors must be finite; row {row} contains NaN or inf")
     if distance == "cosine":
         faiss.normalize_L2(out)
     return out
@@ -89,7 +94,7 @@ def pairwise_similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") 
     metric = _check_distance(distance)
     _check_matrix("a", a)
     _check_matrix("b", b, a.shape[1])
-    a, b = _batch(a, 0, len(a), distance), _batch(b, 0, len(b), distance)
+    a, b = _rows(a, slice(None), distance), _rows(b, slice(None), distance)
     return to_similarity(faiss.pairwise_distances(a, b, metric), distance)
 
 
@@ -144,11 +149,10 @@ def build_index(
     with _threads(num_threads):
         if not index.is_trained:
             rows = np.sort(np.random.default_rng(0).choice(n, size=min(train_sample, n), replace=False))
-            train = np.array(features[rows], dtype=np.float32, order="C")
-            index.train(_batch(train, 0, len(train), distance))
+            index.train(_rows(features, rows, distance))
         _apply_params(index, faiss_mode, faiss_param)
         for start in range(0, n, ADD_BATCH):
-            index.add(_batch(features, start, min(start + ADD_BATCH, n), distance))
+            index.add(_rows(features, slice(start, start + ADD_BATCH), distance))
     return index
 
 
@@ -179,27 +183,17 @@ def search(
     ids = np.empty((n, k), dtype=np.int64)
     with _threads(num_threads):
         for start in range(0, n, batch):
-            stop = min(start + batch, n)
-            raw, ids[start:stop] = index.search(_batch(queries, start, stop, distance), k)
-            sims[start:stop] = to_similarity(raw, distance)
+            raw, found = index.search(_rows(queries, slice(start, start + batch), distance), k)
+            sims[start : start + batch] = to_similarity(raw, distance)
+            ids[start : start + batch] = found
     sims[ids < 0] = np.nan
     return sims, ids
 
 
 def save_index(index: faiss.Index, path: str | os.PathLike) -> None:
-    """Write ``index`` to ``path`` atomically (temp file in the same directory, fsync, os.replace)."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write ``index`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
 
 
 def load_index(path: str | os.PathLike) -> faiss.Index:

@@ -1,6 +1,6 @@
 """The pipeline as plain function calls over a work_dir: what the CLI and the Python API run.
 
-The Dagster assets call the same steps (manifest, range scans, dataset tables) one asset each.
+The Dagster assets call the same steps (manifest, range scans, dataset tables, feature matrix).
 """
 
 from dataclasses import dataclass, field
@@ -8,14 +8,49 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from dup_pipeline.core.atomic import write_parquet
+from dup_pipeline.core.embed.crop import CropBox
+from dup_pipeline.core.embed.effnet_lite0 import imagenet_class_names
+from dup_pipeline.core.embed.model import DEFAULT_MODEL, Embedder, default_model_spec, inspect_model
+from dup_pipeline.core.features import FeatureMatrix, assemble_features
 from dup_pipeline.core.inputs import InputError, InputSpec, discover_files
 from dup_pipeline.core.manifest import build_manifest, exact_duplicate_groups
 from dup_pipeline.core.progress import ProgressSink, silent_progress
-from dup_pipeline.core.range_scan import RangeScanOutcome, scan_range
+from dup_pipeline.core.range_scan import FeatureSettings, RangeScanOutcome, scan_range
 from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE, check_range_size, ranges_between
 from dup_pipeline.core.scan import DecodeSettings, default_threads
 from dup_pipeline.core.tables import bad_reason_counts, combine_scans
 from dup_pipeline.core.workdir import WorkDir
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model embeds the images: the default EfficientNet-Lite0 or any ONNX image model."""
+
+    model_path: str | None = None
+    output_name: str | None = None
+    normalization: str = "imagenet"
+    input_size: tuple[int, int] | None = None
+    bounding_box: str | None = None
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.bounding_box:
+            CropBox.parse(self.bounding_box)
+
+    def feature_settings(self, num_threads: int | None = None) -> FeatureSettings:
+        """Load the model (converted and cached on first use for the default one)."""
+        if self.model_path in (None, "", DEFAULT_MODEL):
+            spec = default_model_spec()
+        else:
+            spec = inspect_model(self.model_path, self.output_name, self.normalization, self.input_size)
+        crop = CropBox.parse(self.bounding_box) if self.bounding_box else None
+        return FeatureSettings(Embedder(spec, num_threads), crop, self.batch_size)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return imagenet_class_names() if self.model_path in (None, "", DEFAULT_MODEL) else None
 
 
 @dataclass(frozen=True)
@@ -27,6 +62,7 @@ class PipelineConfig:
     range_size: int = DEFAULT_RANGE_SIZE
     num_threads: int = -1
     decode: DecodeSettings = field(default_factory=DecodeSettings)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
         check_range_size(self.range_size)
@@ -50,10 +86,15 @@ class RunSummary:
     exact_duplicate_groups: int
     exact_duplicate_files: int
     ranges: list[RangeScanOutcome]
+    features: FeatureMatrix | None = None
 
     @property
     def decoded(self) -> int:
         return sum(r.decoded for r in self.ranges)
+
+    @property
+    def embedded(self) -> int:
+        return sum(r.embedded for r in self.ranges)
 
     def lines(self) -> list[str]:
         """A human summary, one line per fact."""
@@ -67,6 +108,9 @@ class RunSummary:
             f"ranges: {len(self.ranges)}, images decoded this run: {self.decoded}, "
             f"reused from earlier runs: {sum(r.reused for r in self.ranges)}"
         )
+        if self.features is not None:
+            lines.append(f"feature matrix: {self.features.matrix.shape[0]} x {self.features.dim} "
+                         f"({self.embedded} embedded this run)")
         if self.files and not self.good:
             lines.append(f"every one of the {self.files} files is bad: see features.bad.csv for the reasons")
         return lines
@@ -89,23 +133,30 @@ def _describe(source: InputSpec) -> str:
     return f"list of {len(source)} paths" if isinstance(source, (list, tuple)) else repr(str(source))
 
 
-def run_scan(
+def run_pipeline(
     config: PipelineConfig,
     progress: ProgressSink = silent_progress,
     min_offset: int = 0,
     max_offset: int | None = None,
+    features: bool = True,
 ) -> RunSummary:
-    """Manifest, bad files and image statistics for ``config.input`` into ``config.work_dir``."""
+    """Manifest, bad files, image statistics and (when ``features``) the feature matrix."""
     work = WorkDir(config.work_dir).ensure_writable()
+    feature_settings = config.model.feature_settings() if features else None
     manifest = update_manifest(work, config.input, progress)
     ranges = ranges_between(manifest.height, config.range_size, min_offset, max_offset)
+    total = int(sum(min(r.end, manifest.height - 1) - r.start + 1 for r in ranges))
     outcomes = []
-    with progress("decode + stats", int(sum(min(r.end, manifest.height - 1) - r.start + 1 for r in ranges))) as advance:
+    with progress("decode + stats" + (" + embed" if features else ""), total) as advance:
         for offset_range in ranges:
-            outcomes.append(
-                scan_range(work, manifest, offset_range, config.decode, config.threads, advance)
-            )
+            outcomes.append(scan_range(work, manifest, offset_range, config.decode, config.threads, advance,
+                                       feature_settings))
     tables = combine_scans(work, manifest.height, config.range_size)
+    matrix = None
+    if feature_settings is not None:
+        spec = feature_settings.embedder.spec
+        matrix = assemble_features(work, manifest, config.range_size, spec.model_id, spec.dim,
+                                   config.model.class_names)
     groups = exact_duplicate_groups(manifest)
     return RunSummary(
         work_dir=str(work.root),
@@ -116,4 +167,5 @@ def run_scan(
         exact_duplicate_groups=groups.height,
         exact_duplicate_files=int(groups["count"].sum()) if groups.height else 0,
         ranges=outcomes,
+        features=matrix,
     )

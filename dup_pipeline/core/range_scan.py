@@ -1,24 +1,56 @@
-"""Scan one offset range of the manifest into work_dir, reusing what an earlier run computed."""
+"""Scan one offset range of the manifest into work_dir, reusing what an earlier run computed.
+
+Two products per range, each with its own record of which manifest rows it was computed from:
+``scan`` (bad files and image statistics) and ``features`` (embeddings). A rerun decodes only
+the rows that are new or changed for a product; every file is decoded at most once per run.
+"""
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from dup_pipeline.core.atomic import write_json, write_parquet
+from dup_pipeline.core.atomic import atomic_path, write_json, write_parquet
+from dup_pipeline.core.decode import DecodedImage
+from dup_pipeline.core.embed.crop import CropBox
+from dup_pipeline.core.embed.model import Embedder
 from dup_pipeline.core.progress import Advance
 from dup_pipeline.core.ranges import OffsetRange
-from dup_pipeline.core.scan import BAD_SCHEMA, STATS_SCHEMA, DecodeSettings, ScanResult, scan_rows
+from dup_pipeline.core.scan import (
+    BAD_SCHEMA, STATS_SCHEMA, DecodeSettings, ScanResult, bad_row, default_threads, process_rows,
+)
 from dup_pipeline.core.workdir import WorkDir
 
 SCAN_VERSION = "1"
+FEATURES_VERSION = "1"
 ROW_KEY = ("index", "path", "size", "mtime_ns", "content_hash", "missing")
+FEATURE_INDEX_SCHEMA = {"index": pl.Int64, "top_class": pl.Int64, "top_score": pl.Float32}
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """The model that embeds images, an optional fixed crop, and the inference batch size."""
+
+    embedder: Embedder
+    crop: CropBox | None = None
+    batch_size: int = 32
+
+    def prepare(self, decoded: DecodedImage) -> np.ndarray:
+        image = self.crop.apply(decoded) if self.crop else decoded.image
+        return self.embedder.prepare(image)
+
+    def tag(self, settings: DecodeSettings) -> str:
+        crop = asdict(self.crop) if self.crop else None
+        return json.dumps({"version": FEATURES_VERSION, "model": self.embedder.spec.model_id, "crop": crop,
+                           "decode": asdict(settings)}, sort_keys=True)
 
 
 @dataclass(frozen=True)
 class RangeScanOutcome:
-    """What scanning a range did: rows decoded now, rows reused, bad and good counts."""
+    """What scanning a range did: rows decoded now, rows reused, bad, good and embedded counts."""
 
     key: str
     rows: int
@@ -26,6 +58,15 @@ class RangeScanOutcome:
     reused: int
     bad: int
     good: int
+    embedded: int = 0
+
+
+@dataclass(frozen=True)
+class RangeFeatures:
+    """A range's embeddings: row ``i`` of ``vectors`` belongs to manifest index ``index[i]``."""
+
+    index: pl.DataFrame
+    vectors: np.ndarray
 
 
 def range_rows(manifest: pl.DataFrame, offset_range: OffsetRange) -> pl.DataFrame:
@@ -33,7 +74,7 @@ def range_rows(manifest: pl.DataFrame, offset_range: OffsetRange) -> pl.DataFram
     return manifest.filter(pl.col("index").is_between(offset_range.start, offset_range.end)).sort("index")
 
 
-def _settings_tag(settings: DecodeSettings) -> str:
+def _scan_tag(settings: DecodeSettings) -> str:
     return json.dumps({"version": SCAN_VERSION, **asdict(settings)}, sort_keys=True)
 
 
@@ -44,6 +85,104 @@ def rows_fingerprint(rows: pl.DataFrame, tag: str) -> str:
     return digest.hexdigest()
 
 
+def _previous_rows(folder: Path, product: str, tag: str) -> pl.DataFrame | None:
+    """The rows a product was last computed from, if computed with the same settings."""
+    try:
+        state = json.loads((folder / f"{product}.json").read_text())
+        return pl.read_parquet(folder / f"{product}.rows.parquet") if state.get("settings") == tag else None
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
+
+
+def _save_state(folder: Path, product: str, rows: pl.DataFrame, tag: str) -> None:
+    write_parquet(rows.select(ROW_KEY), folder / f"{product}.rows.parquet")
+    write_json({"fingerprint": rows_fingerprint(rows, tag), "settings": tag, "rows": rows.height},
+               folder / f"{product}.json")
+
+
+def _unchanged(rows: pl.DataFrame, previous: pl.DataFrame | None) -> set[int]:
+    if previous is None:
+        return set()
+    return set(rows.select(ROW_KEY).join(previous, on=list(ROW_KEY), how="inner")["index"].to_list())
+
+
+def read_range_scan(work: WorkDir, offset_range: OffsetRange) -> ScanResult:
+    """Read a range's bad files and statistics (empty frames when the range was never scanned)."""
+    folder = work.range_dir(offset_range)
+    if not (folder / "scan.json").exists():
+        return ScanResult(pl.DataFrame(schema=BAD_SCHEMA), pl.DataFrame(schema=STATS_SCHEMA))
+    return ScanResult(pl.read_parquet(folder / "bad_files.parquet"), pl.read_parquet(folder / "image_stats.parquet"))
+
+
+def read_range_features(work: WorkDir, offset_range: OffsetRange) -> RangeFeatures | None:
+    """A range's embeddings (memory-mapped), or None when they were never computed."""
+    folder = work.range_dir(offset_range)
+    if not (folder / "features.json").exists():
+        return None
+    return RangeFeatures(pl.read_parquet(folder / "features_index.parquet"),
+                         np.load(folder / "features.npy", mmap_mode="r"))
+
+
+def _top_classes(logits: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if logits is None:
+        return np.full(n, -1, dtype=np.int64), np.full(n, np.nan, dtype=np.float32)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    top = probs.argmax(axis=1)
+    return top.astype(np.int64), probs[np.arange(n), top].astype(np.float32)
+
+
+class _FeatureBatcher:
+    """Collects prepared images and runs the model a batch at a time."""
+
+    def __init__(self, features: FeatureSettings) -> None:
+        self.features = features
+        self.pending: list[tuple[int, np.ndarray]] = []
+        self.indexes: list[int] = []
+        self.vectors: list[np.ndarray] = []
+        self.top_class: list[np.ndarray] = []
+        self.top_score: list[np.ndarray] = []
+
+    def add(self, index: int, tensor: np.ndarray) -> None:
+        self.pending.append((index, tensor))
+        if len(self.pending) >= self.features.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        vectors, logits = self.features.embedder.run([t for _, t in self.pending])
+        top, score = _top_classes(logits, len(self.pending))
+        self.indexes.extend(i for i, _ in self.pending)
+        self.vectors.append(vectors)
+        self.top_class.append(top)
+        self.top_score.append(score)
+        self.pending = []
+
+    def result(self, dim: int) -> RangeFeatures:
+        self.flush()
+        index = pl.DataFrame(
+            {"index": self.indexes,
+             "top_class": np.concatenate(self.top_class) if self.top_class else np.empty(0, np.int64),
+             "top_score": np.concatenate(self.top_score) if self.top_score else np.empty(0, np.float32)},
+            schema=FEATURE_INDEX_SCHEMA,
+        )
+        vectors = np.concatenate(self.vectors) if self.vectors else np.empty((0, dim), np.float32)
+        return RangeFeatures(index, vectors)
+
+
+def _merge_features(old: RangeFeatures | None, keep: set[int], new: RangeFeatures) -> RangeFeatures:
+    if old is None or not keep:
+        parts = [new]
+    else:
+        mask = old.index["index"].is_in(list(keep)).to_numpy()
+        parts = [RangeFeatures(old.index.filter(pl.Series(mask)), np.asarray(old.vectors[mask])), new]
+    index = pl.concat([p.index for p in parts])
+    vectors = np.concatenate([p.vectors for p in parts])
+    order = np.argsort(index["index"].to_numpy(), kind="stable")
+    return RangeFeatures(index[order], np.ascontiguousarray(vectors[order]))
+
+
 def scan_range(
     work: WorkDir,
     manifest: pl.DataFrame,
@@ -51,64 +190,62 @@ def scan_range(
     settings: DecodeSettings = DecodeSettings(),
     num_threads: int | None = None,
     advance: Advance | None = None,
+    features: FeatureSettings | None = None,
 ) -> RangeScanOutcome:
-    """Write ``bad_files.parquet`` and ``image_stats.parquet`` for one range.
+    """Write the range's bad files and statistics, and its embeddings when ``features`` is given.
 
     Rows unchanged since the previous scan of this range (same path, size, mtime, content and
-    settings) are copied from it; only new or changed files are decoded.
+    settings) are copied from it; only new or changed files are decoded, once for both products.
     """
     folder = work.range_dir(offset_range)
     rows = range_rows(manifest, offset_range)
-    tag = _settings_tag(settings)
-    fingerprint = rows_fingerprint(rows, tag)
-    state_path = folder / "scan.json"
-    previous = _load_previous(folder, tag) if state_path.exists() else None
-    if previous is not None and json.loads(state_path.read_text()).get("fingerprint") == fingerprint:
-        bad, stats = previous[1], previous[2]
+    all_indexes = set(rows["index"].to_list())
+    scan_tag = _scan_tag(settings)
+    scan_keep = _unchanged(rows, _previous_rows(folder, "scan", scan_tag))
+    old_scan = read_range_scan(work, offset_range)
+    scan_todo = all_indexes - scan_keep
+    feat_todo: set[int] = set()
+    if features is not None:
+        feat_tag = features.tag(settings)
+        feat_keep = _unchanged(rows, _previous_rows(folder, "features", feat_tag))
+        known_bad = set(old_scan.bad["index"].to_list()) & scan_keep
+        feat_todo = all_indexes - feat_keep - known_bad
+    todo = rows.filter(pl.col("index").is_in(list(scan_todo | feat_todo)))
+    if advance is not None:
+        advance(rows.height - todo.height)
+    batcher = _FeatureBatcher(features) if features is not None else None
+    bad_rows, stat_rows = [], []
+    for item in process_rows(
+        todo, settings, num_threads or default_threads(), stats_for=scan_todo,
+        prepare=features.prepare if features is not None else None, prepare_for=feat_todo,
+    ):
+        index = item.row["index"]
+        if item.bad is not None and index in scan_todo:
+            bad_rows.append(bad_row(item.row, item.bad))
+        if item.stats is not None:
+            stat_rows.append(item.stats)
+        if item.tensor is not None and batcher is not None:
+            batcher.add(index, item.tensor)
         if advance is not None:
-            advance(rows.height)
-        return RangeScanOutcome(offset_range.key, rows.height, 0, rows.height, bad.height, stats.height)
-    reusable = _reusable_indexes(rows, previous[0]) if previous is not None else set()
-    todo = rows.filter(~pl.col("index").is_in(list(reusable)))
-    if advance is not None and reusable:
-        advance(len(reusable))
-    fresh = scan_rows(todo, settings, num_threads, advance)
-    bad, stats = fresh.bad, fresh.stats
-    if previous is not None and reusable:
-        keep = pl.col("index").is_in(list(reusable))
-        bad = pl.concat([previous[1].filter(keep), bad]).sort("index")
-        stats = pl.concat([previous[2].filter(keep), stats]).sort("index")
-    write_parquet(rows.select(ROW_KEY), folder / "rows.parquet")
-    write_parquet(bad, folder / "bad_files.parquet")
-    write_parquet(stats, folder / "image_stats.parquet")
-    write_json({"fingerprint": fingerprint, "settings": tag, "rows": rows.height}, state_path)
-    return RangeScanOutcome(offset_range.key, rows.height, todo.height, len(reusable), bad.height, stats.height)
-
-
-def _load_previous(folder, tag: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None:
-    try:
-        state = json.loads((folder / "scan.json").read_text())
-        if state.get("settings") != tag:
-            return None
-        return (
-            pl.read_parquet(folder / "rows.parquet"),
-            pl.read_parquet(folder / "bad_files.parquet"),
-            pl.read_parquet(folder / "image_stats.parquet"),
-        )
-    except (OSError, ValueError, pl.exceptions.PolarsError):
-        return None
-
-
-def _reusable_indexes(rows: pl.DataFrame, previous_rows: pl.DataFrame) -> set[int]:
-    same = rows.select(ROW_KEY).join(previous_rows, on=list(ROW_KEY), how="inner")
-    return set(same["index"].to_list())
-
-
-def read_range_scan(work: WorkDir, offset_range: OffsetRange) -> ScanResult:
-    """Read a range's scan outputs (empty frames when the range was never scanned)."""
-    folder = work.range_dir(offset_range)
-    if not (folder / "scan.json").exists():
-        return ScanResult(pl.DataFrame(schema=BAD_SCHEMA), pl.DataFrame(schema=STATS_SCHEMA))
-    return ScanResult(
-        pl.read_parquet(folder / "bad_files.parquet"), pl.read_parquet(folder / "image_stats.parquet")
-    )
+            advance(1)
+    bad, stats = old_scan.bad, old_scan.stats
+    if scan_todo or not (folder / "scan.json").exists():
+        keep = pl.col("index").is_in(list(scan_keep))
+        bad = pl.concat([bad.filter(keep), pl.DataFrame(bad_rows, schema=BAD_SCHEMA)]).sort("index")
+        stats = pl.concat([stats.filter(keep), pl.DataFrame(stat_rows, schema=STATS_SCHEMA)]).sort("index")
+        write_parquet(bad, folder / "bad_files.parquet")
+        write_parquet(stats, folder / "image_stats.parquet")
+        _save_state(folder, "scan", rows, scan_tag)
+    embedded = 0
+    if features is not None and batcher is not None:
+        fresh = batcher.result(features.embedder.spec.dim)
+        embedded = fresh.index.height
+        if feat_todo or not (folder / "features.json").exists():
+            merged = _merge_features(read_range_features(work, offset_range), feat_keep, fresh)
+            with atomic_path(folder / "features.npy") as tmp:
+                with open(tmp, "wb") as handle:
+                    np.save(handle, merged.vectors.astype(np.float32, copy=False))
+            write_parquet(merged.index, folder / "features_index.parquet")
+            _save_state(folder, "features", rows, feat_tag)
+    return RangeScanOutcome(offset_range.key, rows.height, todo.height, rows.height - todo.height,
+                            bad.height, stats.height, embedded)

@@ -1,10 +1,12 @@
 """Decode every file of a manifest slice once: bad files with reasons, statistics for the rest."""
 
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from dup_pipeline.core.decode import (
@@ -14,7 +16,6 @@ from dup_pipeline.core.decode import (
     DecodedImage,
     decode_image,
 )
-from dup_pipeline.core.progress import Advance
 from dup_pipeline.core.stats import image_stats
 
 BAD_SCHEMA = {
@@ -70,72 +71,71 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
-def _decode_row(row: dict, settings: DecodeSettings) -> DecodedImage | BadFile:
+Prepare = Callable[[DecodedImage], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Processed:
+    """One manifest row after decoding: a bad file, or its statistics and/or model input."""
+
+    row: dict
+    bad: BadFile | None = None
+    stats: dict | None = None
+    tensor: np.ndarray | None = None
+
+
+def bad_row(row: dict, bad: BadFile) -> dict:
+    return {"index": row["index"], "filename": row["path"], "error_code": bad.reason,
+            "detail": bad.detail, "filesize": row["size"]}
+
+
+def stats_row(row: dict, decoded: DecodedImage) -> dict:
+    return {"index": row["index"], "filename": row["path"], "width": decoded.width, "height": decoded.height,
+            "channels": decoded.channels, "mode": decoded.mode, "format": decoded.format,
+            "file_size": row["size"], **image_stats(decoded.image)}
+
+
+def _process_row(row: dict, settings: DecodeSettings, want_stats: bool, prepare: Prepare | None) -> Processed:
     if row["missing"]:
-        return BadFile("missing", "file no longer exists")
+        return Processed(row, bad=BadFile("missing", "file no longer exists"))
     try:
-        return decode_image(row["path"], max_pixels=settings.max_pixels, min_side=settings.min_side)
+        decoded = decode_image(row["path"], max_pixels=settings.max_pixels, min_side=settings.min_side)
     except BadFile as bad:
-        return bad
+        return Processed(row, bad=bad)
+    return Processed(
+        row,
+        stats=stats_row(row, decoded) if want_stats else None,
+        tensor=prepare(decoded) if prepare is not None else None,
+    )
 
 
-def decode_rows(
-    rows: pl.DataFrame, settings: DecodeSettings, num_threads: int, chunk: int = 64
-) -> Iterator[tuple[dict, DecodedImage | BadFile]]:
-    """Decode manifest ``rows`` in parallel threads, yielding results in manifest order.
+def process_rows(
+    rows: pl.DataFrame,
+    settings: DecodeSettings,
+    num_threads: int,
+    stats_for: set[int] | None = None,
+    prepare: Prepare | None = None,
+    prepare_for: set[int] | None = None,
+    chunk: int = 64,
+) -> Iterator[Processed]:
+    """Decode manifest ``rows`` in threads, in manifest order, two chunks ahead of the consumer.
 
-    At most ``chunk * 2`` decoded images are held at once, so memory stays flat.
+    Statistics are computed for indexes in ``stats_for`` (all when None) and model inputs with
+    ``prepare`` for indexes in ``prepare_for`` (all when None), both in the worker threads, so
+    the consumer (the model) never waits for decoding while memory stays bounded.
     """
     records = rows.to_dicts()
+
+    def job(row: dict) -> Processed:
+        want_stats = stats_for is None or row["index"] in stats_for
+        wants_tensor = prepare is not None and (prepare_for is None or row["index"] in prepare_for)
+        return _process_row(row, settings, want_stats, prepare if wants_tensor else None)
+
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-        pending = None
+        in_flight: deque[list[Future[Processed]]] = deque()
         for start in range(0, len(records), chunk):
-            batch = records[start : start + chunk]
-            submitted = [pool.submit(_decode_row, r, settings) for r in batch]
-            if pending is not None:
-                yield from ((r, f.result()) for r, f in pending)
-            pending = list(zip(batch, submitted))
-        if pending is not None:
-            yield from ((r, f.result()) for r, f in pending)
-
-
-def scan_rows(
-    rows: pl.DataFrame,
-    settings: DecodeSettings = DecodeSettings(),
-    num_threads: int | None = None,
-    advance: Advance | None = None,
-) -> ScanResult:
-    """Decode each manifest row; return bad files (with reasons) and statistics of good images."""
-    bad_rows: list[dict] = []
-    stat_rows: list[dict] = []
-    for row, result in decode_rows(rows, settings, num_threads or default_threads()):
-        if isinstance(result, BadFile):
-            bad_rows.append(
-                {
-                    "index": row["index"],
-                    "filename": row["path"],
-                    "error_code": result.reason,
-                    "detail": result.detail,
-                    "filesize": row["size"],
-                }
-            )
-        else:
-            stat_rows.append(
-                {
-                    "index": row["index"],
-                    "filename": row["path"],
-                    "width": result.width,
-                    "height": result.height,
-                    "channels": result.channels,
-                    "mode": result.mode,
-                    "format": result.format,
-                    "file_size": row["size"],
-                    **image_stats(result.image),
-                }
-            )
-        if advance is not None:
-            advance(1)
-    return ScanResult(
-        bad=pl.DataFrame(bad_rows, schema=BAD_SCHEMA),
-        stats=pl.DataFrame(stat_rows, schema=STATS_SCHEMA),
-    )
+            in_flight.append([pool.submit(job, r) for r in records[start : start + chunk]])
+            if len(in_flight) > 2:
+                yield from (f.result() for f in in_flight.popleft())
+        while in_flight:
+            yield from (f.result() for f in in_flight.popleft())

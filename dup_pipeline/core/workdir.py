@@ -37,6 +37,22 @@ class WorkDir:
     def image_stats_csv(self) -> Path:
         return self.root / "atrain_stats.csv"
 
+    @property
+    def features_dat(self) -> Path:
+        return self.root / "features.dat"
+
+    @property
+    def features_csv(self) -> Path:
+        return self.root / "features.dat.csv"
+
+    @property
+    def features_parquet(self) -> Path:
+        return self.root / "features.parquet"
+
+    @property
+    def features_meta(self) -> Path:
+        return self.root / "features.json"
+
     def range_dir(self, offset_range: OffsetRange) -> Path:
         return self.root / "ranges" / offset_range.key
 

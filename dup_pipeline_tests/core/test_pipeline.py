@@ -5,7 +5,7 @@ import pytest
 
 from dup_pipeline.core.inputs import InputError
 from dup_pipeline.core.manifest import exact_duplicate_groups
-from dup_pipeline.core.pipeline import PipelineConfig, run_scan
+from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline.core.ranges import OffsetRange, offset_ranges, ranges_between
 from dup_pipeline.core.workdir import WorkDir, WorkDirError
 from dup_pipeline_tests.conftest import noise_image, save_image
@@ -22,7 +22,7 @@ def test_offset_range_keys():
 
 
 def test_demo_run_finds_planted_bad_files_and_stats(demo_dataset, tmp_path):
-    summary = run_scan(PipelineConfig(demo_dataset.images, str(tmp_path / "work"), range_size=25))
+    summary = run_pipeline(PipelineConfig(demo_dataset.images, str(tmp_path / "work"), range_size=25))
     truth = demo_dataset.ground_truth()
     bad = pl.read_parquet(tmp_path / "work" / "bad_files.parquet")
     root = str(demo_dataset.images) + "/"
@@ -51,19 +51,19 @@ def test_rerun_skips_unchanged_ranges_and_appends_new_files(tmp_path):
     for i in range(12):
         save_image(images / f"img_{i:02d}.png", noise_image(i))
     config = PipelineConfig(images, str(tmp_path / "work"), range_size=5)
-    first = run_scan(config)
+    first = run_pipeline(config)
     assert [r.key for r in first.ranges] == ["0-4", "5-9", "10-14"] and first.decoded == 12
-    again = run_scan(config)
+    again = run_pipeline(config)
     assert again.decoded == 0 and sum(r.reused for r in again.ranges) == 12
     save_image(images / "aaa_new.png", noise_image(100))  # sorts first, but is appended
     save_image(images / "img_03.png", noise_image(300))  # changed content, same index
-    third = run_scan(config)
+    third = run_pipeline(config)
     assert {r.key: r.decoded for r in third.ranges} == {"0-4": 1, "5-9": 0, "10-14": 1}
     manifest = pl.read_parquet(tmp_path / "work" / "manifest.parquet")
     assert manifest.filter(pl.col("path").str.ends_with("aaa_new.png"))["index"].item() == 12
     assert manifest.filter(pl.col("path").str.ends_with("img_00.png"))["index"].item() == 0
     (images / "img_07.png").unlink()
-    fourth = run_scan(config)
+    fourth = run_pipeline(config)
     bad = pl.read_parquet(tmp_path / "work" / "bad_files.parquet")
     assert bad.filter(pl.col("index") == 7)["error_code"].item() == "missing"
     assert fourth.files == 13 and fourth.good == 12
@@ -73,7 +73,7 @@ def test_no_half_files_are_left(tmp_path):
     images = tmp_path / "images"
     for i in range(3):
         save_image(images / f"{i}.png", noise_image(i))
-    run_scan(PipelineConfig(images, str(tmp_path / "work")))
+    run_pipeline(PipelineConfig(images, str(tmp_path / "work")))
     assert not [p for p in (tmp_path / "work").rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -82,7 +82,7 @@ def test_all_bad_folder_finishes_with_a_clear_message(tmp_path):
     images.mkdir()
     (images / "a.jpg").write_bytes(b"")
     (images / "b.png").write_text("nope")
-    summary = run_scan(PipelineConfig(images, str(tmp_path / "work")))
+    summary = run_pipeline(PipelineConfig(images, str(tmp_path / "work")))
     assert summary.good == 0 and summary.bad == 2
     assert any("every one of the 2 files is bad" in line for line in summary.lines())
 
@@ -90,7 +90,7 @@ def test_all_bad_folder_finishes_with_a_clear_message(tmp_path):
 def test_bad_arguments(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no image files"):
-        run_scan(PipelineConfig(tmp_path / "empty", str(tmp_path / "work")))
+        run_pipeline(PipelineConfig(tmp_path / "empty", str(tmp_path / "work")))
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(WorkDirError, match="not writable"):

@@ -1,0 +1,53 @@
+"""fastdup's ``bounding_box``: crop a fixed box of every image before embedding."""
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from dup_pipeline.core.decode import DecodedImage
+
+KEY_ALIASES = {
+    "row_y": "row_y", "rows": "row_y", "row": "row_y", "y": "row_y",
+    "col_x": "col_x", "cols": "col_x", "col": "col_x", "x": "col_x",
+    "height": "height", "h": "height",
+    "width": "width", "w": "width",
+}
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A box in original-image pixels: top row, left column, height and width."""
+
+    row_y: int
+    col_x: int
+    height: int
+    width: int
+
+    @classmethod
+    def parse(cls, text: str) -> "CropBox":
+        """Parse ``row_y=10,col_x=20,height=100,width=50`` (also ``rows=``/``cols=``/``y=``/``x=``)."""
+        values: dict[str, int] = {}
+        for part in (p for p in text.replace(" ", "").split(",") if p):
+            key, _, value = part.partition("=")
+            if key not in KEY_ALIASES or not value.lstrip("-").isdigit():
+                raise ValueError(
+                    "bounding_box must look like 'row_y=10,col_x=20,height=100,width=50' "
+                    f"(keys: row_y|rows, col_x|cols, height, width), got {text!r}"
+                )
+            values[KEY_ALIASES[key]] = int(value)
+        missing = {"row_y", "col_x", "height", "width"} - set(values)
+        if missing:
+            raise ValueError(f"bounding_box {text!r} lacks {sorted(missing)}")
+        if values["height"] < 1 or values["width"] < 1 or values["row_y"] < 0 or values["col_x"] < 0:
+            raise ValueError(f"bounding_box {text!r} needs row_y, col_x >= 0 and height, width >= 1")
+        return cls(**values)
+
+    def apply(self, decoded: DecodedImage) -> Image.Image:
+        """Crop the (possibly reduced) decoded image, scaling the box and clamping it to the image."""
+        img = decoded.image
+        sx, sy = img.width / decoded.width, img.height / decoded.height
+        left = min(int(self.col_x * sx), img.width - 1)
+        top = min(int(self.row_y * sy), img.height - 1)
+        right = max(left + 1, min(img.width, round((self.col_x + self.width) * sx)))
+        bottom = max(top + 1, min(img.height, round((self.row_y + self.height) * sy)))
+        return img.crop((left, top, right, bottom))
