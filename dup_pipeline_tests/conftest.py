@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from dup_pipeline.core.demo import DemoDataset, generate_demo
+from dup_pipeline.core.pipeline import PipelineConfig, RunSummary, run_pipeline
 
 
 def save_image(path: Path, img: Image.Image, fmt: str | None = None, **kwargs) -> Path:
@@ -33,3 +34,10 @@ def jpeg_bytes(img: Image.Image, **kwargs) -> bytes:
 def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> DemoDataset:
     """The built-in demo dataset, generated once per test session (read-only for tests)."""
     return generate_demo(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_dataset: DemoDataset, tmp_path_factory: pytest.TempPathFactory) -> RunSummary:
+    """The whole pipeline run once on the demo dataset with the default model (read-only for tests)."""
+    work = tmp_path_factory.mktemp("demo_work")
+    return run_pipeline(PipelineConfig(demo_dataset.images, str(work), range_size=40))

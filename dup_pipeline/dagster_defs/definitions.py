@@ -11,15 +11,16 @@ def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definit
     """Assets, jobs and resources auditing one dataset (asset keys and group named after it)."""
     assets = build_scan_assets(name)
     manifest = dg.AssetSelection.assets([name, "file_manifest"])
-    ranges = dg.AssetSelection.assets([name, "bad_files"], [name, "image_stats"])
-    tables = dg.AssetSelection.assets([name, "dataset_bad_files"], [name, "dataset_image_stats"])
+    ranges = dg.AssetSelection.assets([name, "bad_files"], [name, "image_stats"], [name, "features"])
+    tables = dg.AssetSelection.assets([name, "dataset_bad_files"], [name, "dataset_image_stats"],
+                                      [name, "feature_matrix"])
     jobs = [
         dg.define_asset_job(f"{name}_manifest_job", selection=manifest,
                             description="Scan the input and register the offset-range partitions."),
         dg.define_asset_job(f"{name}_scan_ranges_job", selection=ranges, partitions_def=range_partitions(name),
-                            description="Decode one offset range: bad files and image statistics."),
+                            description="Decode one offset range once: bad files, image statistics and embeddings."),
         dg.define_asset_job(f"{name}_tables_job", selection=tables,
-                            description="Assemble dataset-wide tables and fastdup CSVs from the ranges."),
+                            description="Assemble dataset-wide tables, fastdup CSVs and the feature matrix from the ranges."),
     ]
     return dg.Definitions(assets=assets, jobs=jobs, resources={resource_key(name): dataset})
 

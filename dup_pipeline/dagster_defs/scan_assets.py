@@ -1,14 +1,18 @@
 """Assets of the foundation: file manifest, per-range bad files and image stats, dataset tables."""
 
 import hashlib
+import json
 
 import dagster as dg
 import polars as pl
 
+from dup_pipeline.core.features import assemble_features
 from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.pipeline import update_manifest
 from dup_pipeline.core.progress import logging_progress
-from dup_pipeline.core.range_scan import SCAN_VERSION, range_rows, scan_range
+from dup_pipeline.core.range_scan import (
+    FEATURES_VERSION, SCAN_VERSION, range_rows, read_range_features, scan_range,
+)
 from dup_pipeline.core.ranges import OffsetRange, offset_ranges
 from dup_pipeline.core.tables import bad_reason_counts, combine_scans
 from dup_pipeline.dagster_defs.metadata import file_metadata, markdown_table
@@ -36,6 +40,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
     key = resource_key(dataset)
     manifest_key = dg.AssetKey([dataset, "file_manifest"])
     bad_key, stats_key = dg.AssetKey([dataset, "bad_files"]), dg.AssetKey([dataset, "image_stats"])
+    features_key = dg.AssetKey([dataset, "features"])
 
     @dg.asset(
         key=manifest_key,
@@ -88,6 +93,12 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
                 description="Per good image of one offset range: width, height, channels, mode, format, file "
                 "size, luminance mean/stdv/min/max, distinct grey levels, contrast and blur.",
             ),
+            dg.AssetSpec(
+                features_key, deps=[manifest_key], group_name=dataset, owners=OWNERS,
+                kinds={"onnx", "numpy"}, partitions_def=partitions, skippable=True, code_version=FEATURES_VERSION,
+                description="L2-normalized embeddings of the good images of one offset range (default model "
+                "EfficientNet-Lite0, 1280-d) with the top ImageNet class; only new or changed images are embedded.",
+            ),
         ],
         partitions_def=partitions,
         can_subset=True,
@@ -102,10 +113,23 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
         offset_range = OffsetRange.parse(context.partition_key)
         folder = work.range_dir(offset_range)
         total = range_rows(manifest, offset_range).height
-        with logging_progress(context.log.info)(f"decode + stats {offset_range.key}", total) as advance:
-            outcome = scan_range(work, manifest, offset_range, config.decode, config.threads, advance)
-        context.log.info(f"{outcome.key}: decoded {outcome.decoded}, reused {outcome.reused}")
+        embed = features_key in context.selected_asset_keys
+        feature_settings = config.model.feature_settings() if embed else None
+        with logging_progress(context.log.info)(f"decode {offset_range.key}", total) as advance:
+            outcome = scan_range(work, manifest, offset_range, config.decode, config.threads, advance,
+                                 feature_settings)
+        context.log.info(f"{outcome.key}: decoded {outcome.decoded}, reused {outcome.reused}, "
+                         f"embedded {outcome.embedded}")
         common = {"rows": outcome.rows, "decoded_this_run": outcome.decoded, "reused": outcome.reused}
+        if embed:
+            part = read_range_features(work, offset_range)
+            yield dg.MaterializeResult(
+                asset_key=features_key,
+                metadata={**common, "vectors": part.index.height, "dim": feature_settings.embedder.spec.dim,
+                          "embedded_this_run": outcome.embedded,
+                          "model": feature_settings.embedder.spec.model_id,
+                          **file_metadata(folder / "features.npy")},
+            )
         if bad_key in context.selected_asset_keys:
             bad = pl.read_parquet(folder / "bad_files.parquet")
             yield dg.MaterializeResult(
@@ -171,4 +195,33 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
                     },
                 )
 
-    return [file_manifest, scan_offset_range, dataset_tables]
+    @dg.asset(
+        key=[dataset, "feature_matrix"],
+        deps=[features_key, manifest_key],
+        group_name=dataset,
+        owners=OWNERS,
+        kinds={"numpy", "csv"},
+        code_version=FEATURES_VERSION,
+        required_resource_keys={key},
+        description="The dataset's embeddings in manifest order, memory-mapped: fastdup's features.dat "
+        "(raw float32, rows x dim) + features.dat.csv (index,filename), features.parquet (with top class).",
+    )
+    def feature_matrix(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        ds = _dataset(context, dataset)
+        config = ds.pipeline_config()
+        work = ds.workdir()
+        manifest = pl.read_parquet(work.manifest)
+        spec = config.model.feature_settings().embedder.spec
+        matrix = assemble_features(work, manifest, config.range_size, spec.model_id, spec.dim,
+                                   config.model.class_names)
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(json.loads(work.features_meta.read_text())["ranges_digest"]),
+            metadata={
+                "rows": matrix.matrix.shape[0], "dim": matrix.dim, "model": matrix.model_id,
+                "preview": markdown_table(matrix.index.drop("row")),
+                "csv": dg.MetadataValue.path(str(work.features_csv)),
+                **file_metadata(work.features_dat),
+            },
+        )
+
+    return [file_manifest, scan_offset_range, dataset_tables, feature_matrix]
