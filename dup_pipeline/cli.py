@@ -8,13 +8,21 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from dup_pipeline.core.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from dup_pipeline.core.demo import generate_demo
+from dup_pipeline.core.embed.model import ModelError
 from dup_pipeline.core.inputs import InputError
-from dup_pipeline.core.pipeline import PipelineConfig, RunSummary, run_pipeline
+from dup_pipeline.core.pipeline import (
+    RUN_MODES,
+    ModelConfig,
+    PipelineConfig,
+    RunSummary,
+    run_pipeline,
+)
 from dup_pipeline.core.progress import Advance, ProgressSink, silent_progress
 from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE
 from dup_pipeline.core.scan import DecodeSettings
-from dup_pipeline.core.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from dup_pipeline.core.similarity import GraphConfig
 from dup_pipeline.core.workdir import WorkDirError
 
 
@@ -28,11 +36,13 @@ def _progress(quiet: bool) -> ProgressSink:
     return silent_progress if quiet else _bar
 
 
-def _run(config: PipelineConfig, quiet: bool, min_offset: int = 0, max_offset: int | None = None) -> RunSummary:
+def _run(config: PipelineConfig, quiet: bool, **kwargs) -> RunSummary:
     try:
-        return run_pipeline(config, _progress(quiet), min_offset, max_offset)
-    except (InputError, WorkDirError) as exc:
+        return run_pipeline(config, _progress(quiet), **kwargs)
+    except (InputError, WorkDirError, ModelError) as exc:
         raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _print_summary(summary: RunSummary) -> None:
@@ -50,6 +60,25 @@ run_options = [
                  help="Images with a shorter side below this are bad (too_small)."),
     click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(min=1),
                  help="Images with more pixels are bad (too_large, decompression-bomb guard)."),
+    click.option("--model-path", default=None, help="ONNX image model (default: EfficientNet-Lite0, offline)."),
+    click.option("--model-output", default=None, help="Output of --model-path that is the embedding."),
+    click.option("--normalization", default="imagenet", show_default=True,
+                 help="Input normalization of --model-path: imagenet, efficientnet, unit, symmetric, raw or "
+                      "'mean=R,G,B;std=R,G,B'."),
+    click.option("--bounding-box", default=None, help="Crop before embedding: 'row_y=,col_x=,height=,width='."),
+    click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1)),
+    click.option("--threshold", default=0.9, show_default=True, type=float,
+                 help="Pairs at or above this similarity are listed in similarity.csv."),
+    click.option("--ccthreshold", default=0.9, show_default=True, type=float,
+                 help="Edges at or above this similarity join connected components."),
+    click.option("--lower-threshold", default=0.05, show_default=True, type=float,
+                 help="Fraction of images with the weakest nearest neighbour reported as outliers."),
+    click.option("-k", "--nearest-neighbors-k", default=10, show_default=True, type=click.IntRange(min=1),
+                 help="Neighbours searched per image."),
+    click.option("--faiss-mode", default="HNSW32", show_default=True, help="faiss.index_factory string."),
+    click.option("--faiss-param", default="", help="faiss parameters, e.g. 'efSearch=128' or 'nprobe=16'."),
+    click.option("--distance", default="cosine", show_default=True,
+                 type=click.Choice(["cosine", "euclidean", "squared_euclidean", "manhattan"])),
     click.option("--quiet", is_flag=True, help="No progress bar."),
 ]
 
@@ -60,11 +89,18 @@ def with_run_options(func):
     return func
 
 
-def _config(input_spec, work_dir, range_size, num_threads, min_side, max_pixels) -> PipelineConfig:
+def _config(input_spec, work_dir, range_size, num_threads, min_side, max_pixels, model_path, model_output,
+            normalization, bounding_box, batch_size, threshold, ccthreshold, lower_threshold, nearest_neighbors_k,
+            faiss_mode, faiss_param, distance) -> PipelineConfig:
     try:
         return PipelineConfig(
             input=input_spec, work_dir=str(work_dir), range_size=range_size, num_threads=num_threads,
             decode=DecodeSettings(max_pixels=max_pixels, min_side=min_side),
+            model=ModelConfig(model_path=model_path, output_name=model_output, normalization=normalization,
+                              bounding_box=bounding_box, batch_size=batch_size),
+            graph=GraphConfig(faiss_mode=faiss_mode, faiss_param=faiss_param, distance=distance,
+                              nearest_neighbors_k=nearest_neighbors_k, threshold=threshold,
+                              ccthreshold=ccthreshold, lower_threshold=lower_threshold),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -83,14 +119,21 @@ def main() -> None:
               help="First manifest index to process (fastdup's min_offset).")
 @click.option("--max-offset", default=-1, show_default=True, type=int,
               help="Stop before this manifest index; -1 processes to the end (fastdup's max_offset).")
+@click.option("--run-mode", default=0, show_default=True, type=click.IntRange(0, 4),
+              help="fastdup's run_mode: " + "; ".join(f"{k}: {v}" for k, v in RUN_MODES.items()))
+@click.option("--test-input", default=None, type=click.Path(exists=True, path_type=Path),
+              help="Run mode 3: new images to compare with the existing index in WORK_DIR.")
+@click.option("--stats-only", is_flag=True, help="Only bad files and image statistics (no model, no similarity).")
 @with_run_options
-def run(input_path: Path, work_dir: Path, min_offset: int, max_offset: int, **options) -> None:
+def run(input_path: Path, work_dir: Path, min_offset: int, max_offset: int, run_mode: int, test_input: Path | None,
+        stats_only: bool, **options) -> None:
     """Analyse INPUT (a folder, or a .txt/.csv file listing image paths) into WORK_DIR."""
     if not input_path.exists():
         raise click.BadParameter(f"{str(input_path)!r} does not exist", param_hint="INPUT")
     quiet = options.pop("quiet")
     config = _config(input_path, work_dir, **options)
-    _print_summary(_run(config, quiet, min_offset, None if max_offset < 0 else max_offset))
+    _print_summary(_run(config, quiet, min_offset=min_offset, max_offset=None if max_offset < 0 else max_offset,
+                        features=not stats_only, run_mode=run_mode, test_input=test_input))
 
 
 @main.command()

@@ -27,8 +27,8 @@ DISTANCES: dict[str, int] = {
     "squared_euclidean": faiss.METRIC_L2,
     "manhattan": faiss.METRIC_L1,
 }
-# Index types whose vectors are stored uncompressed: the only ones where faiss honours METRIC_L1.
-# (Quantized codes silently return wrong distances (PQ) or abort the process (SQ) with L1.)
+# Index types storing vectors uncompressed, where faiss computes METRIC_L1 correctly; with L1,
+# quantized codes silently return wrong distances (PQ) or abort the process (SQ).
 MANHATTAN_MODES = "Flat, HNSW<M>, HNSW<M>,Flat, IVF<nlist>,Flat"
 _MANHATTAN_MODE_RE = re.compile(r"Flat|HNSW\d+(,Flat)?|IVF\d+,Flat")
 ADD_BATCH = 65_536
@@ -105,11 +105,9 @@ def _apply_params(index: faiss.Index, faiss_mode: str, faiss_param: str) -> None
         name, sep, value = (s.strip() for s in item.partition("="))
         name = "nprobe" if name == "nprobes" else name
         try:
-            number = float(value) if sep and name else None
+            number = float(value if sep and name else "missing")
         except ValueError:
-            number = None
-        if number is None:
-            raise ValueError(f"faiss_param must look like 'efSearch=128,nprobe=16', got item {item!r}")
+            raise ValueError(f"faiss_param must look like 'efSearch=128,nprobe=16', got item {item!r}") from None
         try:
             space.set_index_parameter(index, name, number)
         except RuntimeError:
@@ -168,11 +166,13 @@ def search(
 
     ``distance`` must be the one the index was built with. Returns ``(sims, ids)``, both (n, k):
     float32 similarities (see module docstring), best first, and int64 index row ids; slots with no
-    neighbour have id -1 and similarity NaN. Self-search returns each row among its own neighbours.
+    neighbour have id -1 and similarity NaN. In a self-search a row usually (not always: approximate
+    index, more than k exact copies) finds itself; the graph functions drop self-matches by id.
     """
     metric = _check_distance(distance)
     if index.metric_type != metric:
-        raise ValueError(f"distance {distance!r} does not match the index metric (faiss metric {index.metric_type})")
+        matching = [name for name, m in DISTANCES.items() if m == index.metric_type]
+        raise ValueError(f"distance {distance!r} does not match the index metric: use one of {matching}")
     _check_matrix("queries", queries, index.d)
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")

@@ -3,21 +3,36 @@
 The Dagster assets call the same steps (manifest, range scans, dataset tables, feature matrix).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
 from dup_pipeline.core.atomic import write_parquet
 from dup_pipeline.core.embed.crop import CropBox
 from dup_pipeline.core.embed.effnet_lite0 import imagenet_class_names
-from dup_pipeline.core.embed.model import DEFAULT_MODEL, Embedder, default_model_spec, inspect_model
-from dup_pipeline.core.features import FeatureMatrix, assemble_features
+from dup_pipeline.core.embed.model import (
+    DEFAULT_MODEL,
+    Embedder,
+    default_model_spec,
+    inspect_model,
+)
+from dup_pipeline.core.features import FeatureMatrix, assemble_features, load_features
 from dup_pipeline.core.inputs import InputError, InputSpec, discover_files
 from dup_pipeline.core.manifest import build_manifest, exact_duplicate_groups
 from dup_pipeline.core.progress import ProgressSink, silent_progress
 from dup_pipeline.core.range_scan import FeatureSettings, RangeScanOutcome, scan_range
-from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE, check_range_size, ranges_between
+from dup_pipeline.core.ranges import (
+    DEFAULT_RANGE_SIZE,
+    check_range_size,
+    ranges_between,
+)
 from dup_pipeline.core.scan import DecodeSettings, default_threads
+from dup_pipeline.core.similarity import (
+    GraphConfig,
+    GraphResult,
+    cross_similarity,
+    run_similarity,
+)
 from dup_pipeline.core.tables import bad_reason_counts, combine_scans
 from dup_pipeline.core.workdir import WorkDir
 
@@ -63,6 +78,7 @@ class PipelineConfig:
     num_threads: int = -1
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
 
     def __post_init__(self) -> None:
         check_range_size(self.range_size)
@@ -87,6 +103,8 @@ class RunSummary:
     exact_duplicate_files: int
     ranges: list[RangeScanOutcome]
     features: FeatureMatrix | None = None
+    graph: GraphResult | None = None
+    cross: pl.DataFrame | None = None
 
     @property
     def decoded(self) -> int:
@@ -111,9 +129,39 @@ class RunSummary:
         if self.features is not None:
             lines.append(f"feature matrix: {self.features.matrix.shape[0]} x {self.features.dim} "
                          f"({self.embedded} embedded this run)")
+        if self.graph is not None:
+            lines.append(self.graph_line())
+        if self.cross is not None:
+            lines.append(f"pairs between the new images and the existing index: {self.cross.height} "
+                         f"(cross_similarity.csv)")
         if self.files and not self.good:
             lines.append(f"every one of the {self.files} files is bad: see features.bad.csv for the reasons")
         return lines
+
+
+    def graph_line(self) -> str:
+        g = self.graph
+        components = g.components_info.filter(pl.col("count") > 1).height if g.components_info is not None else 0
+        in_pairs = len(set(g.similarity["from"].to_list()) | set(g.similarity["to"].to_list()))
+        return (f"similar pairs: {g.similarity.height} ({in_pairs} images), outliers: {g.outliers.height}, "
+                f"components with 2+ images: {components}" + ("" if g.recomputed else " (unchanged, reused)"))
+
+
+RUN_MODES = {
+    0: "everything: manifest, bad files, statistics, features, index, similarity, outliers, components",
+    1: "features only (use min_offset/max_offset to process a part of the manifest)",
+    2: "similarity from existing features (no decoding); the index is updated or rebuilt",
+    3: "features of new images (test_input) searched against the existing index: cross-set pairs",
+    4: "similarity from existing features and the existing index as it is",
+}
+
+
+def check_run_mode(run_mode: int) -> int:
+    """Validate fastdup's run_mode."""
+    if run_mode not in RUN_MODES:
+        raise ValueError("run_mode must be one of " + "; ".join(f"{k}: {v}" for k, v in RUN_MODES.items())
+                         + f" — got {run_mode!r}")
+    return run_mode
 
 
 def update_manifest(work: WorkDir, source: InputSpec, progress: ProgressSink = silent_progress) -> pl.DataFrame:
@@ -139,9 +187,29 @@ def run_pipeline(
     min_offset: int = 0,
     max_offset: int | None = None,
     features: bool = True,
+    run_mode: int = 0,
+    test_input: InputSpec | None = None,
 ) -> RunSummary:
-    """Manifest, bad files, image statistics and (when ``features``) the feature matrix."""
+    """Run fastdup's ``run_mode`` (0 = everything) over ``config.work_dir``.
+
+    ``features=False`` stops after bad files and statistics (no model). Run mode 3 computes the
+    features of ``test_input`` under ``work_dir/test`` and searches them in the existing index.
+    """
+    check_run_mode(run_mode)
     work = WorkDir(config.work_dir).ensure_writable()
+    if run_mode in (2, 4):
+        return _similarity_only(config, work, progress, reuse_index=run_mode == 4)
+    if run_mode == 3:
+        if test_input is None:
+            raise ValueError("run_mode 3 needs test_input: the new images to compare with the existing index")
+        if not work.faiss_index.exists():
+            raise ValueError(f"run_mode 3 needs an existing index: {work.faiss_index} not found (run mode 0 first)")
+        test_config = replace(config, input=test_input, work_dir=str(work.root / "test"))
+        summary = run_pipeline(test_config, progress, min_offset, max_offset, run_mode=1)
+        train = load_features(work)
+        cross = cross_similarity(work, pl.read_parquet(work.manifest), train, WorkDir(test_config.work_dir),
+                                 summary.features, config.graph, config.threads)
+        return replace(summary, cross=cross)
     feature_settings = config.model.feature_settings() if features else None
     manifest = update_manifest(work, config.input, progress)
     ranges = ranges_between(manifest.height, config.range_size, min_offset, max_offset)
@@ -152,11 +220,13 @@ def run_pipeline(
             outcomes.append(scan_range(work, manifest, offset_range, config.decode, config.threads, advance,
                                        feature_settings))
     tables = combine_scans(work, manifest.height, config.range_size)
-    matrix = None
+    matrix = graph = None
     if feature_settings is not None:
         spec = feature_settings.embedder.spec
         matrix = assemble_features(work, manifest, config.range_size, spec.model_id, spec.dim,
                                    config.model.class_names)
+        if run_mode == 0 and matrix.matrix.shape[0]:
+            graph = run_similarity(work, manifest, matrix, config.graph, config.threads, progress)
     groups = exact_duplicate_groups(manifest)
     return RunSummary(
         work_dir=str(work.root),
@@ -168,4 +238,20 @@ def run_pipeline(
         exact_duplicate_files=int(groups["count"].sum()) if groups.height else 0,
         ranges=outcomes,
         features=matrix,
+        graph=graph,
     )
+
+
+def _similarity_only(config: PipelineConfig, work: WorkDir, progress: ProgressSink, reuse_index: bool) -> RunSummary:
+    """Run modes 2 and 4: the similarity stage from the features already in work_dir."""
+    if not work.features_meta.exists():
+        raise ValueError(f"run modes 2 and 4 need existing features: {work.features_meta} not found (run mode 1 first)")
+    if reuse_index and not work.faiss_index.exists():
+        raise ValueError(f"run_mode 4 needs an existing index: {work.faiss_index} not found (use run_mode 2)")
+    manifest = pl.read_parquet(work.manifest)
+    matrix = load_features(work)
+    graph = run_similarity(work, manifest, matrix, config.graph, config.threads, progress, reuse_index=reuse_index)
+    bad = pl.read_parquet(work.bad_files_parquet)
+    groups = exact_duplicate_groups(manifest)
+    return RunSummary(str(work.root), manifest.height, matrix.matrix.shape[0], bad.height, bad_reason_counts(bad),
+                      groups.height, int(groups["count"].sum()) if groups.height else 0, [], matrix, graph)

@@ -20,7 +20,13 @@ from dup_pipeline.core.embed.model import Embedder
 from dup_pipeline.core.progress import Advance
 from dup_pipeline.core.ranges import OffsetRange
 from dup_pipeline.core.scan import (
-    BAD_SCHEMA, STATS_SCHEMA, DecodeSettings, ScanResult, bad_row, default_threads, process_rows,
+    BAD_SCHEMA,
+    STATS_SCHEMA,
+    DecodeSettings,
+    ScanResult,
+    bad_row,
+    default_threads,
+    process_rows,
 )
 from dup_pipeline.core.workdir import WorkDir
 

@@ -53,6 +53,66 @@ class WorkDir:
     def features_meta(self) -> Path:
         return self.root / "features.json"
 
+    @property
+    def faiss_index(self) -> Path:
+        return self.root / "faiss.index"
+
+    @property
+    def index_meta(self) -> Path:
+        return self.root / "faiss.index.json"
+
+    @property
+    def knn(self) -> Path:
+        return self.root / "knn.npz"
+
+    @property
+    def knn_meta(self) -> Path:
+        return self.root / "knn.json"
+
+    @property
+    def similarity_csv(self) -> Path:
+        return self.root / "similarity.csv"
+
+    @property
+    def similarity_parquet(self) -> Path:
+        return self.root / "similarity.parquet"
+
+    @property
+    def cross_similarity_csv(self) -> Path:
+        return self.root / "cross_similarity.csv"
+
+    @property
+    def cross_similarity_parquet(self) -> Path:
+        return self.root / "cross_similarity.parquet"
+
+    @property
+    def outliers_csv(self) -> Path:
+        return self.root / "outliers.csv"
+
+    @property
+    def outliers_parquet(self) -> Path:
+        return self.root / "outliers.parquet"
+
+    @property
+    def components_csv(self) -> Path:
+        return self.root / "connected_components.csv"
+
+    @property
+    def components_info_csv(self) -> Path:
+        return self.root / "components_info.csv"
+
+    @property
+    def components_parquet(self) -> Path:
+        return self.root / "connected_components.parquet"
+
+    @property
+    def ranks_parquet(self) -> Path:
+        return self.root / "pagerank_degree.parquet"
+
+    @property
+    def graph_meta(self) -> Path:
+        return self.root / "graph.json"
+
     def range_dir(self, offset_range: OffsetRange) -> Path:
         return self.root / "ranges" / offset_range.key
 

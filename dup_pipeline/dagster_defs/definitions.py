@@ -4,7 +4,11 @@ import dagster as dg
 
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.resources import DatasetResource
-from dup_pipeline.dagster_defs.scan_assets import build_scan_assets, range_partitions, resource_key
+from dup_pipeline.dagster_defs.scan_assets import (
+    build_scan_assets,
+    range_partitions,
+    resource_key,
+)
 
 
 def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definitions:

@@ -11,7 +11,11 @@ from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.pipeline import update_manifest
 from dup_pipeline.core.progress import logging_progress
 from dup_pipeline.core.range_scan import (
-    FEATURES_VERSION, SCAN_VERSION, range_rows, read_range_features, scan_range,
+    FEATURES_VERSION,
+    SCAN_VERSION,
+    range_rows,
+    read_range_features,
+    scan_range,
 )
 from dup_pipeline.core.ranges import OffsetRange, offset_ranges
 from dup_pipeline.core.tables import bad_reason_counts, combine_scans

@@ -1,0 +1,311 @@
+"""The similarity stage over the feature matrix: faiss index, kNN pairs, outliers, components.
+
+Everything is written into work_dir with fastdup's file names and shapes (manifest indexes in
+``from``/``to``/``__id``), plus Parquet tables with file names. A rerun with the same features
+and parameters recomputes nothing; new images appended to the matrix are added to the existing
+index instead of rebuilding it.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import faiss
+import numpy as np
+import polars as pl
+
+from dup_pipeline.core.atomic import atomic_path, write_csv, write_json, write_parquet
+from dup_pipeline.core.features import FeatureMatrix
+from dup_pipeline.core.graph import (
+    connected_components,
+    knn_pairs,
+    outliers,
+    pagerank_degree,
+)
+from dup_pipeline.core.index import build_index, load_index, save_index, search
+from dup_pipeline.core.manifest import exact_duplicate_groups
+from dup_pipeline.core.progress import ProgressSink, silent_progress
+from dup_pipeline.core.workdir import WorkDir
+
+GRAPH_VERSION = "1"
+DISTANCES = ("cosine", "euclidean", "squared_euclidean", "manhattan")
+DIGEST_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """fastdup's similarity parameters, with defaults chosen for the default model.
+
+    ``threshold``: pairs at or above it are listed (0.9 separates planted near-duplicates from
+    distinct images for EfficientNet-Lite0). ``ccthreshold``: edges at or above it join
+    components. ``lower_threshold``: the fraction of images with the weakest nearest neighbour
+    reported as outliers. ``nearest_neighbors_k``: neighbours searched per image (bounds the
+    size of a duplicate group that is listed completely).
+    """
+
+    faiss_mode: str = "HNSW32"
+    faiss_param: str = ""
+    distance: str = "cosine"
+    nearest_neighbors_k: int = 10
+    threshold: float = 0.9
+    ccthreshold: float = 0.9
+    lower_threshold: float = 0.05
+    run_cc: bool = True
+    run_pagerank: bool = True
+    run_degree: bool = True
+
+    def __post_init__(self) -> None:
+        if self.distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {self.distance!r}")
+        if not isinstance(self.nearest_neighbors_k, int) or self.nearest_neighbors_k < 1:
+            raise ValueError(f"nearest_neighbors_k must be a positive integer, got {self.nearest_neighbors_k!r}")
+        for name in ("threshold", "ccthreshold"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
+        if not 0 <= self.lower_threshold < 1:
+            raise ValueError(f"lower_threshold must be in [0, 1), got {self.lower_threshold!r}")
+
+    @property
+    def index_tag(self) -> dict:
+        return {"faiss_mode": self.faiss_mode, "faiss_param": self.faiss_param, "distance": self.distance}
+
+
+@dataclass(frozen=True)
+class GraphResult:
+    """The similarity stage's tables (manifest indexes in every id column)."""
+
+    similarity: pl.DataFrame
+    outliers: pl.DataFrame
+    components: pl.DataFrame | None
+    components_info: pl.DataFrame | None
+    ranks: pl.DataFrame | None
+    recomputed: bool
+    index_rows_added: int
+
+
+def matrix_digest(matrix: np.ndarray, rows: int) -> str:
+    """BLAKE2b of the first ``rows`` rows, read in chunks (the matrix may be memory-mapped)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for start in range(0, rows, DIGEST_ROWS):
+        digest.update(np.ascontiguousarray(matrix[start : min(rows, start + DIGEST_ROWS)]).tobytes())
+    return digest.hexdigest()
+
+
+def update_index(work: WorkDir, features: FeatureMatrix, config: GraphConfig, num_threads: int | None = None,
+                 ) -> tuple[faiss.Index, int]:
+    """Load, extend or build ``faiss.index`` for the matrix; return it and the rows added now."""
+    n = features.matrix.shape[0]
+    tag = {**config.index_tag, "model_id": features.model_id}
+    state = json.loads(work.index_meta.read_text()) if work.index_meta.exists() else {}
+    old_rows = state.get("rows", 0)
+    if (work.faiss_index.exists() and state.get("tag") == tag and 0 < old_rows <= n
+            and state.get("digest") == matrix_digest(features.matrix, old_rows)):
+        index = load_index(work.faiss_index)
+        if old_rows == n:
+            return index, 0
+        new = np.asarray(features.matrix[old_rows:])
+        if config.distance == "cosine":
+            new = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-12)
+        index.add(np.ascontiguousarray(new, dtype=np.float32))
+        added = n - old_rows
+    else:
+        index = build_index(features.matrix, config.faiss_mode, config.distance, config.faiss_param,
+                            num_threads=num_threads)
+        added = n
+    save_index(index, work.faiss_index)
+    write_json({"tag": tag, "rows": n, "digest": matrix_digest(features.matrix, n)}, work.index_meta)
+    return index, added
+
+
+def _with_names(df: pl.DataFrame, names: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
+    for id_column, name_column in columns.items():
+        df = df.join(names.rename({"index": id_column, "filename": name_column}), on=id_column, how="left")
+    return df
+
+
+def _names(manifest: pl.DataFrame) -> pl.DataFrame:
+    return manifest.select("index", pl.col("path").alias("filename"))
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+
+
+def _fresh(path, fingerprint: str) -> bool:
+    return path.exists() and json.loads(path.read_text()).get("fingerprint") == fingerprint
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """kNN of every matrix row, in manifest indexes: ``ids[i, j]`` is the j-th neighbour of ``rows[i]``.
+
+    ``rows`` (the manifest index of each matrix row) is sorted, as the feature matrix is.
+    """
+
+    rows: np.ndarray
+    sims: np.ndarray
+    ids: np.ndarray
+    fingerprint: str
+
+    def as_row_space(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(sims, ids)`` with ids as matrix rows (-1 kept), for the graph functions."""
+        position = np.clip(np.searchsorted(self.rows, self.ids), 0, max(len(self.rows) - 1, 0))
+        found = (self.ids >= 0) & (self.rows[position] == self.ids) if len(self.rows) else self.ids >= 0
+        return self.sims, np.where(found, position, -1)
+
+
+def _to_manifest(df: pl.DataFrame, rows: np.ndarray, columns: tuple[str, ...]) -> pl.DataFrame:
+    return df.with_columns(pl.Series(c, rows[df[c].to_numpy()], dtype=pl.Int64) for c in columns)
+
+
+def find_neighbours(
+    work: WorkDir, manifest: pl.DataFrame, features: FeatureMatrix, config: GraphConfig = GraphConfig(),
+    num_threads: int | None = None,
+) -> Neighbours:
+    """Search every image's ``nearest_neighbors_k`` neighbours in ``faiss.index`` (cached in ``knn.npz``)."""
+    state = json.loads(work.index_meta.read_text())
+    fingerprint = _digest(GRAPH_VERSION, state, config.nearest_neighbors_k)
+    if _fresh(work.knn_meta, fingerprint):
+        data = np.load(work.knn)
+        return Neighbours(data["rows"], data["sims"], data["ids"], fingerprint)
+    index = load_index(work.faiss_index)
+    n = features.matrix.shape[0]
+    k = min(config.nearest_neighbors_k + 1, max(n, 1))
+    sims, ids = search(index, features.matrix, k, config.distance, num_threads=num_threads)
+    rows = features.index["index"].to_numpy()
+    manifest_ids = np.where(ids >= 0, rows[np.clip(ids, 0, None)], -1) if n else ids
+    with atomic_path(work.knn) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, rows=rows, sims=sims, ids=manifest_ids)
+    write_json({"fingerprint": fingerprint}, work.knn_meta)
+    return Neighbours(rows, sims, manifest_ids, fingerprint)
+
+
+def similarity_table(work: WorkDir, manifest: pl.DataFrame, knn: Neighbours, config: GraphConfig = GraphConfig(),
+                     threshold: float | None = None) -> pl.DataFrame:
+    """Pairs ``from,to,distance`` (manifest indexes, ``from < to``, each pair once, most similar first).
+
+    Byte-identical files (same content hash) are always paired at distance 1.0, even when the
+    approximate search missed them.
+    """
+    sims, ids = knn.as_row_space()
+    position = {int(m): r for r, m in enumerate(knn.rows)}
+    groups = [[position[i] for i in g if i in position] for g in exact_duplicate_groups(manifest)["indexes"].to_list()]
+    pairs = knn_pairs(sims, ids, config.threshold if threshold is None else threshold, groups)
+    pairs = _to_manifest(pairs, knn.rows, ("from", "to"))
+    return pairs.select(
+        pl.min_horizontal("from", "to").alias("from"), pl.max_horizontal("from", "to").alias("to"), "distance",
+    ).sort(["distance", "from", "to"], descending=[True, False, False])
+
+
+def write_similarity(work: WorkDir, manifest: pl.DataFrame, knn: Neighbours, config: GraphConfig = GraphConfig(),
+                     ) -> pl.DataFrame:
+    """``similarity.csv`` (fastdup's columns) and ``similarity.parquet`` (with file names)."""
+    pairs = similarity_table(work, manifest, knn, config)
+    write_csv(pairs, work.similarity_csv)
+    write_parquet(_with_names(pairs, _names(manifest), {"from": "filename_from", "to": "filename_to"}),
+                  work.similarity_parquet)
+    return pairs
+
+
+def write_outliers(work: WorkDir, manifest: pl.DataFrame, knn: Neighbours, config: GraphConfig = GraphConfig(),
+                   ) -> pl.DataFrame:
+    """``outliers.csv`` (``outlier,nearest,distance``, one row per image, most isolated first) and Parquet."""
+    sims, ids = knn.as_row_space()
+    out = _to_manifest(outliers(sims, ids, config.lower_threshold), knn.rows, ("outlier", "nearest"))
+    write_csv(out, work.outliers_csv)
+    write_parquet(_with_names(out, _names(manifest), {"outlier": "filename_outlier", "nearest": "filename_nearest"}),
+                  work.outliers_parquet)
+    return out
+
+
+def write_components(work: WorkDir, manifest: pl.DataFrame, features: FeatureMatrix, knn: Neighbours,
+                     config: GraphConfig = GraphConfig()) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Components of the graph of pairs at or above ``ccthreshold``, verified with exact similarities."""
+    pairs = similarity_table(work, manifest, knn, config, threshold=config.ccthreshold)
+    cc, info = connected_components(pairs, knn.rows, config.ccthreshold, features.matrix, config.distance)
+    write_csv(cc, work.components_csv)
+    write_csv(info, work.components_info_csv)
+    write_parquet(_with_names(cc, _names(manifest), {"__id": "filename"}), work.components_parquet)
+    return cc, info
+
+
+def write_ranks(work: WorkDir, manifest: pl.DataFrame, knn: Neighbours, config: GraphConfig = GraphConfig(),
+                ) -> pl.DataFrame:
+    """PageRank and degree of every image in the graph of pairs at or above ``threshold``."""
+    pairs = similarity_table(work, manifest, knn, config)
+    ranks = pagerank_degree(pairs, knn.rows, config.threshold)
+    if not config.run_pagerank:
+        ranks = ranks.drop("pagerank")
+    if not config.run_degree:
+        ranks = ranks.drop("degree", "weighted_degree")
+    write_parquet(_with_names(ranks, _names(manifest), {"__id": "filename"}), work.ranks_parquet)
+    return ranks
+
+
+def run_similarity(
+    work: WorkDir,
+    manifest: pl.DataFrame,
+    features: FeatureMatrix,
+    config: GraphConfig = GraphConfig(),
+    num_threads: int | None = None,
+    progress: ProgressSink = silent_progress,
+    reuse_index: bool = False,
+) -> GraphResult:
+    """Index, search and write similarity, outliers, components and pagerank/degree tables.
+
+    ``reuse_index`` (run mode 4) searches ``faiss.index`` as it is, without updating it.
+    """
+    n = features.matrix.shape[0]
+    added = 0
+    if not reuse_index:
+        with progress("faiss index", n) as advance:
+            _, added = update_index(work, features, config, num_threads)
+            advance(n)
+    fingerprint = _digest(GRAPH_VERSION, asdict(config), json.loads(work.index_meta.read_text()),
+                          manifest.select("index", "content_hash").write_csv())
+    if _fresh(work.graph_meta, fingerprint):
+        return read_graph(work, recomputed=False)
+    with progress("nearest neighbours", n) as advance:
+        knn = find_neighbours(work, manifest, features, config, num_threads)
+        advance(n)
+    pairs = write_similarity(work, manifest, knn, config)
+    out = write_outliers(work, manifest, knn, config)
+    cc, info = write_components(work, manifest, features, knn, config) if config.run_cc else (None, None)
+    ranks = write_ranks(work, manifest, knn, config) if (config.run_pagerank or config.run_degree) else None
+    write_json({"fingerprint": fingerprint, "config": asdict(config)}, work.graph_meta)
+    return GraphResult(pairs, out, cc, info, ranks, True, added)
+
+
+def cross_similarity(
+    work: WorkDir, manifest: pl.DataFrame, train: FeatureMatrix, test_work: WorkDir, test: FeatureMatrix,
+    config: GraphConfig = GraphConfig(), num_threads: int | None = None,
+) -> pl.DataFrame:
+    """Pairs between new images (``from``: test manifest index) and the indexed ones (``to``).
+
+    Written to ``cross_similarity.csv`` / ``.parquet`` in ``work``: the train/test leakage table.
+    """
+    index = load_index(work.faiss_index)
+    k = min(config.nearest_neighbors_k, max(index.ntotal, 1))
+    sims, ids = search(index, test.matrix, k, config.distance, num_threads=num_threads)
+    train_rows = train.index["index"].to_numpy()
+    test_rows = np.broadcast_to(test.index["index"].to_numpy()[:, None], ids.shape)
+    keep = (ids >= 0) & (sims >= config.threshold)
+    pairs = pl.DataFrame({"from": test_rows[keep], "to": train_rows[ids[keep]], "distance": sims[keep]}).sort(
+        ["distance", "from", "to"], descending=[True, False, False])
+    test_names = _names(pl.read_parquet(test_work.manifest)).rename({"index": "from", "filename": "filename_from"})
+    named = pairs.join(test_names, on="from", how="left").join(
+        _names(manifest).rename({"index": "to", "filename": "filename_to"}), on="to", how="left")
+    write_csv(pairs, work.cross_similarity_csv)
+    write_parquet(named, work.cross_similarity_parquet)
+    return named
+
+
+def read_graph(work: WorkDir, recomputed: bool = False) -> GraphResult:
+    """The similarity stage's tables as last written."""
+    def optional(path):
+        return pl.read_parquet(path) if path.exists() else None
+
+    info = pl.read_csv(work.components_info_csv) if work.components_info_csv.exists() else None
+    return GraphResult(pl.read_csv(work.similarity_csv), pl.read_csv(work.outliers_csv),
+                       optional(work.components_parquet), info, optional(work.ranks_parquet), recomputed, 0)
