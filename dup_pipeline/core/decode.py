@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "DIB", "GIF", "WEBP", "TIFF"})
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_MIN_SIDE = 10
-DEFAULT_WORK_SIDE = 512
+DEFAULT_WORK_SIDE = 256
 ROTATING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 # We enforce our own pixel limit (``max_pixels``) and report it as a bad file.

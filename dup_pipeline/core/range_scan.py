@@ -30,8 +30,8 @@ from dup_pipeline.core.scan import (
 )
 from dup_pipeline.core.workdir import WorkDir
 
-SCAN_VERSION = "1"
-FEATURES_VERSION = "1"
+SCAN_VERSION = "2"
+FEATURES_VERSION = "2"
 ROW_KEY = ("index", "path", "size", "mtime_ns", "content_hash", "missing")
 FEATURE_INDEX_SCHEMA = {"index": pl.Int64, "top_class": pl.Int64, "top_score": pl.Float32}
 

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-STATS_SIDE = 512
+STATS_SIDE = 256
 STATS_COLUMNS = ("mean", "stdv", "min", "max", "unique", "contrast", "blur")
 
 
