@@ -279,12 +279,14 @@ def run_similarity(
 
 def cross_similarity(
     work: WorkDir, manifest: pl.DataFrame, train: FeatureMatrix, test_work: WorkDir, test: FeatureMatrix,
-    config: GraphConfig = GraphConfig(), num_threads: int | None = None,
+    config: GraphConfig = GraphConfig(), num_threads: int | None = None, out: WorkDir | None = None,
 ) -> pl.DataFrame:
-    """Pairs between new images (``from``: test manifest index) and the indexed ones (``to``).
+    """Pairs between new images (``from``: test manifest index) and the images indexed in ``work`` (``to``).
 
-    Written to ``cross_similarity.csv`` / ``.parquet`` in ``work``: the train/test leakage table.
+    Written to ``cross_similarity.csv`` / ``.parquet`` in ``out`` (default ``work``): the train/test
+    leakage table.
     """
+    out = out or work
     index = load_index(work.faiss_index)
     k = min(config.nearest_neighbors_k, max(index.ntotal, 1))
     sims, ids = search(index, test.matrix, k, config.distance, num_threads=num_threads)
@@ -296,8 +298,8 @@ def cross_similarity(
     test_names = _names(pl.read_parquet(test_work.manifest)).rename({"index": "from", "filename": "filename_from"})
     named = pairs.join(test_names, on="from", how="left").join(
         _names(manifest).rename({"index": "to", "filename": "filename_to"}), on="to", how="left")
-    write_csv(pairs, work.cross_similarity_csv)
-    write_parquet(named, work.cross_similarity_parquet)
+    write_csv(pairs, out.cross_similarity_csv)
+    write_parquet(named, out.cross_similarity_parquet)
     return named
 
 

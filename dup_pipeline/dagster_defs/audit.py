@@ -1,4 +1,4 @@
-"""Run a dataset's assets in this process, in order: manifest, every range, dataset tables.
+"""Run a dataset's assets in this process, in order: manifest, every range, dataset tables, similarity.
 
 For tests, notebooks and scripts; the Dagster UI and daemon do the same with runs and backfills.
 """
@@ -14,4 +14,5 @@ def materialize_dataset(defs: dg.Definitions, dataset: str, instance: dg.Dagster
     for key in keys:
         ranges_job.execute_in_process(instance=instance, partition_key=key)
     defs.resolve_job_def(f"{dataset}_tables_job").execute_in_process(instance=instance)
+    defs.resolve_job_def(f"{dataset}_similarity_job").execute_in_process(instance=instance)
     return keys

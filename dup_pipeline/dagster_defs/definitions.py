@@ -3,6 +3,7 @@
 import dagster as dg
 
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
+from dup_pipeline.dagster_defs.graph_assets import build_graph_assets
 from dup_pipeline.dagster_defs.resources import DatasetResource
 from dup_pipeline.dagster_defs.scan_assets import (
     build_scan_assets,
@@ -13,9 +14,12 @@ from dup_pipeline.dagster_defs.scan_assets import (
 
 def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definitions:
     """Assets, jobs and resources auditing one dataset (asset keys and group named after it)."""
-    assets = build_scan_assets(name)
+    assets = build_scan_assets(name) + build_graph_assets(name, dataset.compare_to)
     manifest = dg.AssetSelection.assets([name, "file_manifest"])
     ranges = dg.AssetSelection.assets([name, "bad_files"], [name, "image_stats"], [name, "features"])
+    index = dg.AssetSelection.assets([name, "faiss_index"])
+    graph = index | dg.AssetSelection.assets([name, "similarity"], [name, "outliers"], [name, "components"],
+                                             [name, "pagerank_degree"])
     tables = dg.AssetSelection.assets([name, "dataset_bad_files"], [name, "dataset_image_stats"],
                                       [name, "feature_matrix"])
     jobs = [
@@ -25,7 +29,17 @@ def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definit
                             description="Decode one offset range once: bad files, image statistics and embeddings."),
         dg.define_asset_job(f"{name}_tables_job", selection=tables,
                             description="Assemble dataset-wide tables, fastdup CSVs and the feature matrix from the ranges."),
+        dg.define_asset_job(f"{name}_similarity_job", selection=graph,
+                            description="Run mode 2: index, similarity, outliers, components and pagerank from "
+                            "the existing features (no decoding)."),
+        dg.define_asset_job(f"{name}_similarity_existing_index_job", selection=graph - index,
+                            description="Run mode 4: similarity, outliers, components and pagerank from the "
+                            "existing features and the existing index."),
     ]
+    if dataset.compare_to:
+        jobs.append(dg.define_asset_job(
+            f"{name}_cross_similarity_job", selection=dg.AssetSelection.assets([name, "cross_similarity"]),
+            description=f"Run mode 3: search {name}'s features in {dataset.compare_to}'s index."))
     return dg.Definitions(assets=assets, jobs=jobs, resources={resource_key(name): dataset})
 
 

@@ -10,6 +10,7 @@ from dup_pipeline.core.demo import generate_demo
 from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig
 from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE
 from dup_pipeline.core.scan import DecodeSettings
+from dup_pipeline.core.similarity import GraphConfig
 from dup_pipeline.core.workdir import WorkDir
 
 
@@ -27,6 +28,19 @@ class DatasetResource(dg.ConfigurableResource):
     normalization: str = Field(default="imagenet", description="Input normalization of model_path.")
     bounding_box: str | None = Field(default=None, description="Crop before embedding: row_y=,col_x=,height=,width=")
     batch_size: int = 32
+    faiss_mode: str = Field(default="HNSW32", description="faiss.index_factory string (Flat = exact).")
+    faiss_param: str = Field(default="", description="faiss parameters, e.g. efSearch=128 or nprobe=16.")
+    distance: str = Field(default="cosine", description="cosine, euclidean, squared_euclidean or manhattan.")
+    nearest_neighbors_k: int = 10
+    threshold: float = Field(default=0.9, description="Pairs at or above this similarity are listed.")
+    ccthreshold: float = Field(default=0.9, description="Edges at or above this similarity join components.")
+    lower_threshold: float = Field(default=0.05, description="Fraction of images reported as outliers.")
+    run_cc: bool = True
+    run_pagerank: bool = True
+    run_degree: bool = True
+    compare_to: str | None = Field(
+        default=None, description="Name of another dataset whose index this one is searched against "
+        "(run mode 3: e.g. a test set against its training set).")
     generate_demo_if_missing: bool = False
 
     def pipeline_config(self) -> PipelineConfig:
@@ -40,6 +54,10 @@ class DatasetResource(dg.ConfigurableResource):
             model=ModelConfig(model_path=self.model_path, output_name=self.model_output,
                               normalization=self.normalization, bounding_box=self.bounding_box,
                               batch_size=self.batch_size),
+            graph=GraphConfig(faiss_mode=self.faiss_mode, faiss_param=self.faiss_param, distance=self.distance,
+                              nearest_neighbors_k=self.nearest_neighbors_k, threshold=self.threshold,
+                              ccthreshold=self.ccthreshold, lower_threshold=self.lower_threshold,
+                              run_cc=self.run_cc, run_pagerank=self.run_pagerank, run_degree=self.run_degree),
         )
 
     def workdir(self) -> WorkDir:

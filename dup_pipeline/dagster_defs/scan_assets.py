@@ -34,7 +34,7 @@ def resource_key(dataset: str) -> str:
     return f"{dataset}_dataset"
 
 
-def _dataset(context: dg.AssetExecutionContext | dg.OpExecutionContext, dataset: str) -> DatasetResource:
+def dataset_resource(context: dg.AssetExecutionContext | dg.OpExecutionContext, dataset: str) -> DatasetResource:
     return getattr(context.resources, resource_key(dataset))
 
 
@@ -57,7 +57,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
         "(BLAKE2b-128). Append-only across reruns; registers the offset-range partitions.",
     )
     def file_manifest(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        ds = _dataset(context, dataset)
+        ds = dataset_resource(context, dataset)
         ds.ensure_input()
         config = ds.pipeline_config()
         work = ds.workdir().ensure_writable()
@@ -110,7 +110,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
     )
     def scan_offset_range(context: dg.AssetExecutionContext):
         """Decode each file of the range once; unchanged files are reused from the previous scan."""
-        ds = _dataset(context, dataset)
+        ds = dataset_resource(context, dataset)
         config = ds.pipeline_config()
         work = ds.workdir()
         manifest = pl.read_parquet(work.manifest)
@@ -169,7 +169,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
     )
     def dataset_tables(context: dg.AssetExecutionContext):
         """Assemble the per-range outputs into dataset-wide tables."""
-        ds = _dataset(context, dataset)
+        ds = dataset_resource(context, dataset)
         work = ds.workdir()
         manifest = pl.read_parquet(work.manifest)
         tables = combine_scans(work, manifest.height, ds.range_size)
@@ -211,7 +211,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
         "(raw float32, rows x dim) + features.dat.csv (index,filename), features.parquet (with top class).",
     )
     def feature_matrix(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        ds = _dataset(context, dataset)
+        ds = dataset_resource(context, dataset)
         config = ds.pipeline_config()
         work = ds.workdir()
         manifest = pl.read_parquet(work.manifest)

@@ -1,0 +1,117 @@
+"""Assets of the similarity stage: faiss index, similarity pairs, outliers, components, pagerank/degree."""
+
+import dagster as dg
+import polars as pl
+
+from dup_pipeline.core.features import load_features
+from dup_pipeline.core.similarity import (
+    GRAPH_VERSION,
+    cross_similarity,
+    find_neighbours,
+    update_index,
+    write_components,
+    write_outliers,
+    write_ranks,
+    write_similarity,
+)
+from dup_pipeline.dagster_defs.metadata import file_metadata, markdown_table
+from dup_pipeline.dagster_defs.scan_assets import OWNERS, dataset_resource, resource_key
+
+
+def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.AssetsDefinition]:
+    """The similarity-stage assets of one dataset (and its cross-set asset when ``compare_to`` is set)."""
+    key = resource_key(dataset)
+    matrix_key = dg.AssetKey([dataset, "feature_matrix"])
+    index_key = dg.AssetKey([dataset, "faiss_index"])
+    similarity_key = dg.AssetKey([dataset, "similarity"])
+    common = {"group_name": dataset, "owners": OWNERS, "code_version": GRAPH_VERSION, "required_resource_keys": {key}}
+
+    def inputs(context: dg.AssetExecutionContext):
+        ds = dataset_resource(context, dataset)
+        config = ds.pipeline_config()
+        work = ds.workdir()
+        return config, work, pl.read_parquet(work.manifest), load_features(work)
+
+    @dg.asset(key=index_key, deps=[matrix_key], kinds={"faiss"}, **common,
+              description="faiss index over the feature matrix (faiss.index): built with index_factory(faiss_mode), "
+              "extended in place when images are appended, rebuilt when features or parameters change.")
+    def faiss_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        config, work, _, features = inputs(context)
+        index, added = update_index(work, features, config.graph, config.threads)
+        return dg.MaterializeResult(metadata={
+            "vectors": index.ntotal, "added_this_run": added, "faiss_mode": config.graph.faiss_mode,
+            "distance": config.graph.distance, **file_metadata(work.faiss_index)})
+
+    @dg.asset(key=similarity_key, deps=[index_key], kinds={"parquet", "csv"}, **common,
+              description="Pairs of similar images (similarity >= threshold), each pair once, most similar first: "
+              "similarity.csv (from,to,distance; fastdup's shape) and similarity.parquet (with file names). "
+              "Byte-identical files are always included.")
+    def similarity(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        config, work, manifest, features = inputs(context)
+        knn = find_neighbours(work, manifest, features, config.graph, config.threads)
+        pairs = write_similarity(work, manifest, knn, config.graph)
+        images = len(set(pairs["from"].to_list()) | set(pairs["to"].to_list()))
+        return dg.MaterializeResult(metadata={
+            "pairs": pairs.height, "images_in_pairs": images, "threshold": config.graph.threshold,
+            "duplicate_fraction": images / max(features.matrix.shape[0], 1),
+            "preview": markdown_table(pl.read_parquet(work.similarity_parquet)),
+            "csv": dg.MetadataValue.path(str(work.similarity_csv)), **file_metadata(work.similarity_parquet)})
+
+    @dg.asset(key=[dataset, "outliers"], deps=[index_key], kinds={"parquet", "csv"}, **common,
+              description="Images whose nearest neighbour is weakest (lowest lower_threshold fraction), one row per "
+              "image: outliers.csv (outlier,nearest,distance) and outliers.parquet.")
+    def outliers(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        config, work, manifest, features = inputs(context)
+        knn = find_neighbours(work, manifest, features, config.graph, config.threads)
+        out = write_outliers(work, manifest, knn, config.graph)
+        return dg.MaterializeResult(metadata={
+            "outliers": out.height, "outlier_fraction": out.height / max(features.matrix.shape[0], 1),
+            "preview": markdown_table(pl.read_parquet(work.outliers_parquet)),
+            "csv": dg.MetadataValue.path(str(work.outliers_csv)), **file_metadata(work.outliers_parquet)})
+
+    @dg.asset(key=[dataset, "components"], deps=[similarity_key], kinds={"scipy", "csv"}, **common,
+              description="Connected components of the graph of pairs >= ccthreshold, verified with exact "
+              "similarities (min_exact_similarity): connected_components.csv and components_info.csv.")
+    def components(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        config, work, manifest, features = inputs(context)
+        knn = find_neighbours(work, manifest, features, config.graph, config.threads)
+        _, info = write_components(work, manifest, features, knn, config.graph)
+        groups = info.filter(pl.col("count") > 1)
+        return dg.MaterializeResult(metadata={
+            "components_with_2_or_more": groups.height, "largest": int(info["count"].max() or 0),
+            "preview": markdown_table(groups.sort("count", descending=True)),
+            "info_csv": dg.MetadataValue.path(str(work.components_info_csv)),
+            **file_metadata(work.components_csv)})
+
+    @dg.asset(key=[dataset, "pagerank_degree"], deps=[similarity_key], kinds={"scipy", "parquet"}, **common,
+              description="PageRank and degree of every image in the similarity graph (pagerank_degree.parquet).")
+    def pagerank_degree(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        config, work, manifest, features = inputs(context)
+        knn = find_neighbours(work, manifest, features, config.graph, config.threads)
+        ranks = write_ranks(work, manifest, knn, config.graph)
+        order = "pagerank" if "pagerank" in ranks.columns else ranks.columns[-1]
+        return dg.MaterializeResult(metadata={
+            "images": ranks.height, "preview": markdown_table(ranks.sort(order, descending=True)),
+            **file_metadata(work.ranks_parquet)})
+
+    assets = [faiss_index, similarity, outliers, components, pagerank_degree]
+    if compare_to:
+        other_key = resource_key(compare_to)
+
+        @dg.asset(key=[dataset, "cross_similarity"], deps=[matrix_key, dg.AssetKey([compare_to, "faiss_index"])],
+                  group_name=dataset, owners=OWNERS, code_version=GRAPH_VERSION, kinds={"faiss", "csv"},
+                  required_resource_keys={key, other_key},
+                  description=f"Images of {dataset} that duplicate or nearly duplicate images of {compare_to} "
+                  "(run mode 3, the train/test leakage check): cross_similarity.csv in this dataset's work_dir.")
+        def cross(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+            config, work, _, features = inputs(context)
+            reference = dataset_resource(context, compare_to)
+            ref_work = reference.workdir()
+            pairs = cross_similarity(ref_work, pl.read_parquet(ref_work.manifest), load_features(ref_work), work,
+                                     features, config.graph, config.threads, out=work)
+            return dg.MaterializeResult(metadata={
+                "pairs": pairs.height, "images_with_a_match": pairs["from"].n_unique(),
+                "preview": markdown_table(pairs), **file_metadata(work.cross_similarity_csv)})
+
+        assets.append(cross)
+    return assets
