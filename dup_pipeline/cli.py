@@ -12,6 +12,7 @@ from dup_pipeline.core.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from dup_pipeline.core.demo import generate_demo
 from dup_pipeline.core.embed.model import ModelError
 from dup_pipeline.core.inputs import InputError
+from dup_pipeline.core.labels import LabelsError
 from dup_pipeline.core.pipeline import (
     RUN_MODES,
     ModelConfig,
@@ -39,7 +40,7 @@ def _progress(quiet: bool) -> ProgressSink:
 def _run(config: PipelineConfig, quiet: bool, **kwargs) -> RunSummary:
     try:
         return run_pipeline(config, _progress(quiet), **kwargs)
-    except (InputError, WorkDirError, ModelError) as exc:
+    except (InputError, WorkDirError, ModelError, LabelsError) as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -79,6 +80,11 @@ run_options = [
     click.option("--faiss-param", default="", help="faiss parameters, e.g. 'efSearch=128' or 'nprobe=16'."),
     click.option("--distance", default="cosine", show_default=True,
                  type=click.Choice(["cosine", "euclidean", "squared_euclidean", "manhattan"])),
+    click.option("--labels", "labels", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="CSV with filename,label[,split] (file names relative to INPUT or absolute): "
+                      "finds wrong labels and train/test leakage."),
+    click.option("--labels-from-folders", is_flag=True,
+                 help="Take labels from folder names (train/cat/x.jpg: label cat, split train)."),
     click.option("--quiet", is_flag=True, help="No progress bar."),
 ]
 
@@ -91,7 +97,7 @@ def with_run_options(func):
 
 def _config(input_spec, work_dir, range_size, num_threads, min_side, max_pixels, model_path, model_output,
             normalization, bounding_box, batch_size, threshold, ccthreshold, lower_threshold, nearest_neighbors_k,
-            faiss_mode, faiss_param, distance) -> PipelineConfig:
+            faiss_mode, faiss_param, distance, labels, labels_from_folders) -> PipelineConfig:
     try:
         return PipelineConfig(
             input=input_spec, work_dir=str(work_dir), range_size=range_size, num_threads=num_threads,
@@ -101,6 +107,7 @@ def _config(input_spec, work_dir, range_size, num_threads, min_side, max_pixels,
             graph=GraphConfig(faiss_mode=faiss_mode, faiss_param=faiss_param, distance=distance,
                               nearest_neighbors_k=nearest_neighbors_k, threshold=threshold,
                               ccthreshold=ccthreshold, lower_threshold=lower_threshold),
+            labels=labels, labels_from_folders=labels_from_folders,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -146,6 +153,8 @@ def demo(root: Path, per_class: int, **options) -> None:
     quiet = options.pop("quiet")
     dataset = generate_demo(root, per_class=per_class)
     click.echo(f"demo dataset: {dataset.images} (labels: {dataset.labels}, ground truth: {dataset.ground_truth_path})")
+    if options["labels"] is None and not options["labels_from_folders"]:
+        options["labels"] = dataset.labels
     _print_summary(_run(_config(dataset.images, dataset.root / "work", **options), quiet))
 
 

@@ -3,7 +3,10 @@
 The Dagster assets call the same steps (manifest, range scans, dataset tables, feature matrix).
 """
 
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -18,6 +21,12 @@ from dup_pipeline.core.embed.model import (
 )
 from dup_pipeline.core.features import FeatureMatrix, assemble_features, load_features
 from dup_pipeline.core.inputs import InputError, InputSpec, discover_files
+from dup_pipeline.core.label_issues import (
+    LabelConfig,
+    write_label_issues,
+    write_leakage,
+)
+from dup_pipeline.core.labels import labels_from_folders, load_labels
 from dup_pipeline.core.manifest import build_manifest, exact_duplicate_groups
 from dup_pipeline.core.progress import ProgressSink, silent_progress
 from dup_pipeline.core.range_scan import FeatureSettings, RangeScanOutcome, scan_range
@@ -31,6 +40,7 @@ from dup_pipeline.core.similarity import (
     GraphConfig,
     GraphResult,
     cross_similarity,
+    find_neighbours,
     run_similarity,
 )
 from dup_pipeline.core.tables import bad_reason_counts, combine_scans
@@ -47,8 +57,11 @@ class ModelConfig:
     input_size: tuple[int, int] | None = None
     bounding_box: str | None = None
     batch_size: int = 32
+    compute: str = "cpu"
 
     def __post_init__(self) -> None:
+        if self.compute not in ("cpu", "gpu"):
+            raise ValueError(f"compute must be 'cpu' or 'gpu', got {self.compute!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.bounding_box:
@@ -61,7 +74,7 @@ class ModelConfig:
         else:
             spec = inspect_model(self.model_path, self.output_name, self.normalization, self.input_size)
         crop = CropBox.parse(self.bounding_box) if self.bounding_box else None
-        return FeatureSettings(Embedder(spec, num_threads), crop, self.batch_size)
+        return FeatureSettings(Embedder(spec, num_threads, gpu=self.compute == "gpu"), crop, self.batch_size)
 
     @property
     def class_names(self) -> list[str] | None:
@@ -79,6 +92,9 @@ class PipelineConfig:
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
+    labels: Any = None
+    labels_from_folders: bool = False
+    label_config: LabelConfig = field(default_factory=LabelConfig)
 
     def __post_init__(self) -> None:
         check_range_size(self.range_size)
@@ -88,6 +104,23 @@ class PipelineConfig:
     @property
     def threads(self) -> int:
         return default_threads() if self.num_threads == -1 else self.num_threads
+
+
+@dataclass(frozen=True)
+class LabelOutcome:
+    """What the labels revealed."""
+
+    labeled: int
+    issues: pl.DataFrame
+    conflicts: pl.DataFrame
+    leakage: pl.DataFrame
+    leaking_components: pl.DataFrame
+
+    def line(self) -> str:
+        counts = dict(zip(*self.issues.group_by("status").len().to_dict(as_series=False).values()))
+        return (f"labeled images: {self.labeled}, likely wrong labels: {counts.get('wrong', 0)} (mislabels.csv), "
+                f"ambiguous: {counts.get('ambiguous', 0)}, duplicate pairs with different labels: "
+                f"{self.conflicts.height}, pairs across splits: {self.leakage.height} (leakage.csv)")
 
 
 @dataclass(frozen=True)
@@ -105,6 +138,7 @@ class RunSummary:
     features: FeatureMatrix | None = None
     graph: GraphResult | None = None
     cross: pl.DataFrame | None = None
+    labels: LabelOutcome | None = None
 
     @property
     def decoded(self) -> int:
@@ -131,6 +165,8 @@ class RunSummary:
                          f"({self.embedded} embedded this run)")
         if self.graph is not None:
             lines.append(self.graph_line())
+        if self.labels is not None:
+            lines.append(self.labels.line())
         if self.cross is not None:
             lines.append(f"pairs between the new images and the existing index: {self.cross.height} "
                          f"(cross_similarity.csv)")
@@ -227,6 +263,9 @@ def run_pipeline(
                                    config.model.class_names)
         if run_mode == 0 and matrix.matrix.shape[0]:
             graph = run_similarity(work, manifest, matrix, config.graph, config.threads, progress)
+    label_outcome = None
+    if graph is not None and (config.labels is not None or config.labels_from_folders):
+        label_outcome = analyse_labels(config, work, manifest, matrix)
     groups = exact_duplicate_groups(manifest)
     return RunSummary(
         work_dir=str(work.root),
@@ -239,7 +278,32 @@ def run_pipeline(
         ranges=outcomes,
         features=matrix,
         graph=graph,
+        labels=label_outcome,
     )
+
+
+def store_labels(config: PipelineConfig, work: WorkDir, manifest: pl.DataFrame) -> pl.DataFrame:
+    """Match ``config.labels`` (or folder names) to the manifest and write ``labels.parquet``."""
+    root = config.input if isinstance(config.input, (str, os.PathLike)) else None
+    if config.labels is not None:
+        labels = load_labels(config.labels, manifest, root)
+    else:
+        paths = manifest["path"].to_list()
+        labels = labels_from_folders(manifest, root if root and Path(root).is_dir() else os.path.commonpath(paths))
+    write_parquet(labels, work.labels_parquet)
+    return labels
+
+
+def analyse_labels(config: PipelineConfig, work: WorkDir, manifest: pl.DataFrame, matrix: FeatureMatrix,
+                   ) -> LabelOutcome:
+    """Wrong labels, label conflicts among duplicates and split leakage (labels from ``config``)."""
+    labels = store_labels(config, work, manifest)
+    knn = find_neighbours(work, manifest, matrix, config.graph, config.threads)
+    pairs = pl.read_parquet(work.similarity_parquet)
+    components = pl.read_parquet(work.components_parquet) if work.components_parquet.exists() else None
+    issues, conflicts = write_label_issues(work, manifest, knn, pairs, labels, config.label_config)
+    crossing, spanning = write_leakage(work, manifest, pairs, labels, components)
+    return LabelOutcome(labels.filter(pl.col("label").is_not_null()).height, issues, conflicts, crossing, spanning)
 
 
 def _similarity_only(config: PipelineConfig, work: WorkDir, progress: ProgressSink, reuse_index: bool) -> RunSummary:
@@ -251,7 +315,11 @@ def _similarity_only(config: PipelineConfig, work: WorkDir, progress: ProgressSi
     manifest = pl.read_parquet(work.manifest)
     matrix = load_features(work)
     graph = run_similarity(work, manifest, matrix, config.graph, config.threads, progress, reuse_index=reuse_index)
+    label_outcome = None
+    if config.labels is not None or config.labels_from_folders:
+        label_outcome = analyse_labels(config, work, manifest, matrix)
     bad = pl.read_parquet(work.bad_files_parquet)
     groups = exact_duplicate_groups(manifest)
     return RunSummary(str(work.root), manifest.height, matrix.matrix.shape[0], bad.height, bad_reason_counts(bad),
-                      groups.height, int(groups["count"].sum()) if groups.height else 0, [], matrix, graph)
+                      groups.height, int(groups["count"].sum()) if groups.height else 0, [], matrix, graph,
+                      labels=label_outcome)

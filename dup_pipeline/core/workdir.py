@@ -110,6 +110,30 @@ class WorkDir:
         return self.root / "pagerank_degree.parquet"
 
     @property
+    def labels_parquet(self) -> Path:
+        return self.root / "labels.parquet"
+
+    @property
+    def label_issues_parquet(self) -> Path:
+        return self.root / "label_issues.parquet"
+
+    @property
+    def mislabels_csv(self) -> Path:
+        return self.root / "mislabels.csv"
+
+    @property
+    def label_conflicts_csv(self) -> Path:
+        return self.root / "label_conflicts.csv"
+
+    @property
+    def leakage_csv(self) -> Path:
+        return self.root / "leakage.csv"
+
+    @property
+    def leakage_components_parquet(self) -> Path:
+        return self.root / "leakage_components.parquet"
+
+    @property
     def graph_meta(self) -> Path:
         return self.root / "graph.json"
 

@@ -146,13 +146,14 @@ def default_model_spec() -> ModelSpec:
 class Embedder:
     """Runs a :class:`ModelSpec` on batches of images; embeddings are L2-normalized float32."""
 
-    def __init__(self, spec: ModelSpec, num_threads: int | None = None) -> None:
+    def __init__(self, spec: ModelSpec, num_threads: int | None = None, gpu: bool = False) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if num_threads:
             options.intra_op_num_threads = num_threads
         self.spec = spec
-        self.session = ort.InferenceSession(spec.path, options, providers=["CPUExecutionProvider"])
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(spec.path, options, providers=providers)
         self._mean = np.asarray(spec.mean, dtype=np.float32)
         self._inv_std = 1.0 / np.asarray(spec.std, dtype=np.float32)
 

@@ -1,0 +1,73 @@
+"""Image labels: from a CSV/DataFrame (``filename,label[,split]``) or from folder names."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+LABELS_SCHEMA = {"index": pl.Int64, "filename": pl.String, "label": pl.String, "split": pl.String}
+SPLIT_NAMES = frozenset({"train", "training", "test", "testing", "val", "valid", "validation", "dev"})
+MAX_LISTED = 10
+
+
+class LabelsError(ValueError):
+    """The labels cannot be matched to the images."""
+
+
+def _as_polars(source: Any) -> pl.DataFrame:
+    if isinstance(source, pl.DataFrame):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise LabelsError(f"labels file {str(path)!r} does not exist")
+        return pl.read_csv(path, infer_schema=False)
+    if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
+        return pl.from_pandas(source.astype(str) if len(source) else source)
+    raise LabelsError(f"labels must be a CSV path or a DataFrame, got {type(source).__name__}")
+
+
+def load_labels(source: Any, manifest: pl.DataFrame, input_root: str | os.PathLike[str] | None) -> pl.DataFrame:
+    """Match labels to manifest rows; file names may be relative to ``input_root`` or absolute.
+
+    Raises :class:`LabelsError` for a missing ``filename`` column or file names that are not
+    among the input images (listed, never silently dropped). ``label`` and ``split`` are optional.
+    """
+    df = _as_polars(source)
+    if "filename" not in df.columns:
+        raise LabelsError(f"labels need a 'filename' column; columns found: {df.columns}")
+    if "label" not in df.columns and "split" not in df.columns:
+        raise LabelsError(f"labels need a 'label' and/or 'split' column; columns found: {df.columns}")
+    base = Path(input_root) if input_root is not None and Path(input_root).is_dir() else Path.cwd()
+    resolved = [os.path.abspath(f if os.path.isabs(f) else base / f) for f in df["filename"].cast(pl.String)]
+    df = df.with_columns(pl.Series("filename", resolved))
+    duplicated = df.filter(pl.col("filename").is_duplicated())["filename"].unique().sort().to_list()
+    if duplicated:
+        raise LabelsError(f"{len(duplicated)} file names are labeled more than once, e.g. {duplicated[:MAX_LISTED]}")
+    index = manifest.select("index", pl.col("path").alias("filename"))
+    joined = df.join(index, on="filename", how="left")
+    unknown = joined.filter(pl.col("index").is_null())["filename"].to_list()
+    if unknown:
+        raise LabelsError(
+            f"{len(unknown)} labeled file names are not among the input images (relative names are resolved "
+            f"against {str(base)!r}), e.g. {unknown[:MAX_LISTED]}"
+        )
+    return joined.select(
+        "index", "filename",
+        (pl.col("label").cast(pl.String) if "label" in df.columns else pl.lit(None, pl.String)).alias("label"),
+        (pl.col("split").cast(pl.String) if "split" in df.columns else pl.lit(None, pl.String)).alias("split"),
+    ).cast(LABELS_SCHEMA).sort("index")
+
+
+def labels_from_folders(manifest: pl.DataFrame, input_root: str | os.PathLike[str]) -> pl.DataFrame:
+    """``train/cat/x.jpg`` → label ``cat``, split ``train`` (split only for known split folder names)."""
+    root = Path(input_root).absolute()
+    rows = []
+    for index, path in manifest.filter(~pl.col("missing")).select("index", "path").iter_rows():
+        parts = Path(path).relative_to(root).parts if Path(path).is_relative_to(root) else Path(path).parts[-2:]
+        folders = parts[:-1]
+        label = folders[-1] if folders and folders[-1].lower() not in SPLIT_NAMES else None
+        split = next((f for f in folders if f.lower() in SPLIT_NAMES), None)
+        rows.append((index, path, label, split))
+    return pl.DataFrame(rows, schema=LABELS_SCHEMA, orient="row")

@@ -1,0 +1,125 @@
+"""Translate fastdup's ``run`` parameters into a :class:`PipelineConfig` and a run mode."""
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import onnxruntime as ort
+
+from dup_pipeline.core.embed.model import DEFAULT_MODEL
+from dup_pipeline.core.inputs import InputSpec, discover_files
+from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, check_run_mode
+from dup_pipeline.core.scan import DecodeSettings
+from dup_pipeline.core.similarity import GraphConfig
+
+log = logging.getLogger("dup_pipeline")
+
+TURI_KEYS = {
+    "nnmodel": "0 only (faiss search)",
+    "ccthreshold": "edge threshold of connected components",
+    "run_cc": "0/1", "run_pagerank": "0/1", "run_degree": "0/1",
+    "run_stats": "0/1 (statistics are always computed)", "run_stats_only": "0/1",
+    "min_input_image_height": "pixels", "min_input_image_width": "pixels",
+    "run_sentry": "ignored: dup_pipeline never sends telemetry", "store_int": "ignored: ids are always integers",
+    "num_onnx_intra_threads": "onnxruntime threads", "global_log_error_level": "ignored",
+}
+ACCEPTED = (
+    "input_dir", "work_dir", "test_dir", "compute", "verbose", "num_threads", "num_images", "turi_param",
+    "distance", "threshold", "lower_threshold", "outlier_percentile", "model_path", "license", "version",
+    "nearest_neighbors_k", "d", "run_mode", "nn_provider", "min_offset", "max_offset", "faiss_mode", "faiss_param",
+    "nnf_mode", "nnf_param", "bounding_box", "batch_size", "resume", "high_accuracy", "ccthreshold", "cc_threshold",
+    "run_cc", "run_pagerank", "run_degree", "run_stats_only", "overwrite", "annotations", "model_output",
+    "normalization", "range_size", "labels_from_folders", "run_sentry", "data_type", "print_summary",
+)
+
+
+def parse_turi_param(text: str) -> dict[str, str]:
+    """``'nnmodel=0,ccthreshold=0.9,run_cc=1'`` → dict; unknown keys raise naming the allowed ones."""
+    values: dict[str, str] = {}
+    for part in (p.strip() for p in (text or "").replace(":", "=").split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        if not sep or key not in TURI_KEYS:
+            allowed = ", ".join(f"{k} ({v})" for k, v in TURI_KEYS.items())
+            raise ValueError(f"turi_param entry {part!r} is not supported; allowed keys: {allowed}")
+        values[key] = value
+    if values.get("nnmodel", "0") != "0":
+        raise ValueError("turi_param nnmodel must be 0 (faiss nearest-neighbour search)")
+    return values
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A fastdup ``run`` call, translated."""
+
+    config: PipelineConfig
+    run_mode: int
+    test_input: InputSpec | None
+    features: bool
+    min_offset: int
+    max_offset: int | None
+
+
+def translate(input_dir: InputSpec, work_dir: str, kwargs: dict[str, Any]) -> RunRequest:
+    """Validate fastdup's parameters (clear errors naming each) and build the request."""
+    unknown = sorted(set(kwargs) - set(ACCEPTED))
+    if unknown:
+        raise ValueError(f"unknown fastdup parameter(s) {unknown}; supported: {', '.join(ACCEPTED)}")
+    turi = parse_turi_param(kwargs.get("turi_param", ""))
+    compute = kwargs.get("compute", "cpu")
+    if compute not in ("cpu", "gpu"):
+        raise ValueError(f"compute must be 'cpu' or 'gpu', got {compute!r}")
+    if compute == "gpu" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise ValueError("compute='gpu' needs onnxruntime-gpu with a CUDA device; available providers: "
+                         f"{ort.get_available_providers()} (use compute='cpu')")
+    if kwargs.get("nn_provider", "nnf") not in ("nnf", "faiss"):
+        raise ValueError(f"nn_provider must be 'nnf' or 'faiss' (both mean faiss), got {kwargs['nn_provider']!r}")
+    if kwargs.get("high_accuracy"):
+        raise ValueError("high_accuracy=True selects fastdup's closed model; pass model_path=<your ONNX model>")
+    num_images = int(kwargs.get("num_images") or 0)
+    if num_images < 0 and num_images != -1:
+        raise ValueError(f"num_images must be -1/0 (all) or a positive count, got {num_images}")
+    source = input_dir
+    if num_images > 0:
+        source = discover_files(input_dir)[:num_images]
+    min_side = min(int(turi.get("min_input_image_height", 10)), int(turi.get("min_input_image_width", 10)))
+    ccthreshold = kwargs.get("ccthreshold", kwargs.get("cc_threshold", turi.get("ccthreshold", 0.9)))
+    threads = kwargs.get("num_threads")
+    model_path = kwargs.get("model_path") or DEFAULT_MODEL
+    config = PipelineConfig(
+        input=source,
+        work_dir=str(work_dir),
+        range_size=int(kwargs.get("range_size", 10_000)),
+        num_threads=-1 if threads in (None, -1) else int(threads),
+        decode=DecodeSettings(min_side=min_side),
+        model=ModelConfig(
+            model_path=model_path, output_name=kwargs.get("model_output"),
+            normalization=kwargs.get("normalization", "imagenet"), bounding_box=kwargs.get("bounding_box") or None,
+            batch_size=int(kwargs.get("batch_size") or 32), compute=compute,
+        ),
+        graph=GraphConfig(
+            faiss_mode=kwargs.get("faiss_mode") or kwargs.get("nnf_mode") or "HNSW32",
+            faiss_param=(kwargs.get("faiss_param") or kwargs.get("nnf_param") or "").replace("nprobes=", "nprobe="),
+            distance=kwargs.get("distance", "cosine"),
+            nearest_neighbors_k=int(kwargs.get("nearest_neighbors_k", 10)),
+            threshold=float(kwargs.get("threshold", 0.9)),
+            ccthreshold=float(ccthreshold),
+            lower_threshold=float(kwargs.get("lower_threshold", kwargs.get("outlier_percentile", 0.05))),
+            run_cc=_flag(kwargs.get("run_cc", turi.get("run_cc", 1))),
+            run_pagerank=_flag(kwargs.get("run_pagerank", turi.get("run_pagerank", 1))),
+            run_degree=_flag(kwargs.get("run_degree", turi.get("run_degree", 1))),
+        ),
+        labels=kwargs.get("annotations"),
+        labels_from_folders=bool(kwargs.get("labels_from_folders", False)),
+    )
+    run_mode = check_run_mode(int(kwargs.get("run_mode", 0)))
+    test_dir = kwargs.get("test_dir") or None
+    if test_dir and run_mode == 0:
+        run_mode = 3
+    stats_only = _flag(kwargs.get("run_stats_only", turi.get("run_stats_only", 0)))
+    max_offset = int(kwargs.get("max_offset") or 0)
+    return RunRequest(config, run_mode, test_dir, not stats_only, int(kwargs.get("min_offset") or 0),
+                      max_offset if max_offset > 0 else None)
