@@ -1,0 +1,98 @@
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from dup_pipeline.core.label_issues import LabelConfig, label_error_rate, label_issues, precision_recall
+from dup_pipeline.core.labels import LabelsError, labels_from_folders, load_labels
+from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
+from dup_pipeline.core.similarity import Neighbours
+
+
+@pytest.fixture(scope="module")
+def labeled_run(demo_dataset, demo_run, tmp_path_factory):
+    """The demo's similarity stage rerun (nothing recomputed) with its labels.csv."""
+    import shutil
+
+    work = tmp_path_factory.mktemp("labeled") / "work"
+    shutil.copytree(demo_run.work_dir, work)
+    return run_pipeline(PipelineConfig(demo_dataset.images, str(work), range_size=40, labels=demo_dataset.labels))
+
+
+def _planted_flips(demo_dataset, manifest_paths) -> set[int]:
+    root = str(demo_dataset.images) + "/"
+    wrong = set(demo_dataset.ground_truth()["wrong_labels"])
+    return {i for i, p in manifest_paths.items() if p.removeprefix(root) in wrong}
+
+
+def test_planted_label_flips_are_found_with_precision_and_recall(demo_dataset, labeled_run):
+    issues = labeled_run.labels.issues
+    manifest_paths = dict(zip(issues["index"], issues["filename"]))
+    truth = _planted_flips(demo_dataset, manifest_paths)
+    wrong = issues.filter(pl.col("status") == "wrong")["index"].to_list()
+    precision, recall = precision_recall(wrong, truth)
+    assert precision == 1.0 and recall == 1.0
+    top = issues.head(len(truth))["index"].to_list()  # ranking: the flips come first
+    assert set(top) == truth
+    true_label = {v["given"]: v["true"] for v in demo_dataset.ground_truth()["wrong_labels"].values()}
+    for row in issues.filter(pl.col("status") == "wrong").iter_rows(named=True):
+        assert row["suggested_label"] == true_label[row["label"]]
+    mislabels = pl.read_csv(f"{labeled_run.work_dir}/mislabels.csv")
+    assert mislabels.columns[:4] == ["filename", "label", "suggested_label", "score"]
+    assert mislabels["score"].is_sorted(descending=True)
+    assert 0 < label_error_rate(issues) < 0.1
+
+
+def test_cross_split_copies_are_reported_as_leakage(demo_dataset, labeled_run):
+    leak = labeled_run.labels.leakage
+    root = str(demo_dataset.images) + "/"
+    found = {tuple(sorted((a.removeprefix(root), b.removeprefix(root))))
+             for a, b in zip(leak["filename_from"], leak["filename_to"])}
+    assert {tuple(sorted(p)) for p in demo_dataset.ground_truth()["leakage"]} == found
+    assert (leak["split_from"] != leak["split_to"]).all()
+    assert labeled_run.labels.leaking_components.height == len(found)
+
+
+def _knn(rows, neighbours, sims) -> Neighbours:
+    return Neighbours(np.array(rows), np.array(sims, dtype=np.float32), np.array(neighbours), "test")
+
+
+def test_disagreeing_neighbours_are_ambiguous_not_wrong():
+    labels = pl.DataFrame({"index": [0, 1, 2, 3, 4, 5], "filename": list("abcdef"),
+                           "label": ["cat", "dog", "bird", "dog", "dog", None], "split": [None] * 6})
+    knn = _knn([0, 1, 2, 3, 4, 5],
+               [[0, 1, 2, 5], [1, 3, 4, 0], [2, 0, 1, 3], [3, 4, 1, 0], [4, 3, 1, 0], [5, 0, 1, 2]],
+               [[1, 0.9, 0.9, 0.95], [1, 0.9, 0.9, 0.5], [1, 0.5, 0.5, 0.4], [1, 0.9, 0.9, 0.5],
+                [1, 0.9, 0.9, 0.5], [1, 0.9, 0.9, 0.9]])
+    issues = label_issues(knn, labels, LabelConfig())
+    status = dict(zip(issues["index"], issues["status"]))
+    assert status[0] == "ambiguous"  # neighbours say dog and bird equally: not a confident flip
+    assert status[1] == "ok" and 5 not in status  # unlabeled images are tolerated, not judged
+    knn_flip = _knn([0, 1, 3, 4], [[0, 1, 3, 4], [1, 3, 4, 0], [3, 1, 4, 0], [4, 1, 3, 0]],
+                    [[1, 0.9, 0.9, 0.9]] * 4)
+    flipped = label_issues(knn_flip, labels, LabelConfig())
+    assert flipped.filter(pl.col("index") == 0)["status"].item() == "wrong"
+
+
+def test_bad_label_files_get_clear_errors(demo_dataset, demo_run, tmp_path):
+    manifest = pl.read_parquet(f"{demo_run.work_dir}/manifest.parquet")
+    no_column = tmp_path / "a.csv"
+    no_column.write_text("file,label\nx.jpg,cat\n")
+    with pytest.raises(LabelsError, match="'filename' column"):
+        load_labels(no_column, manifest, demo_dataset.images)
+    unknown = tmp_path / "b.csv"
+    unknown.write_text("filename,label\ntrain/circles/circles_000.jpg,circles\nnope/ghost1.jpg,x\nghost2.png,y\n")
+    with pytest.raises(LabelsError, match="2 labeled file names are not among the input images.*ghost1.jpg"):
+        load_labels(unknown, manifest, demo_dataset.images)
+    with pytest.raises(LabelsError, match="does not exist"):
+        load_labels(tmp_path / "missing.csv", manifest, demo_dataset.images)
+    partial = load_labels(pd.DataFrame({"filename": ["train/circles/circles_000.jpg"], "label": ["circles"]}),
+                          manifest, demo_dataset.images)
+    assert partial.height == 1 and partial["split"].null_count() == 1
+
+
+def test_labels_from_folder_names(demo_dataset, demo_run):
+    manifest = pl.read_parquet(f"{demo_run.work_dir}/manifest.parquet")
+    labels = labels_from_folders(manifest, demo_dataset.images)
+    row = labels.filter(pl.col("filename").str.ends_with("train/circles/circles_000.jpg")).row(0, named=True)
+    assert (row["label"], row["split"]) == ("circles", "train")
