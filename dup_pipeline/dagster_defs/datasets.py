@@ -51,6 +51,7 @@ def datasets_from_environment(env: dict[str, str] | None = None) -> dict[str, Da
     root = Path(env.get("DUP_PIPELINE_DEMO_DIR", "demo")).absolute()
     return {
         name: DatasetResource(
-            input_dir=str(root / "images"), work_dir=str(root / "work"), generate_demo_if_missing=True
+            input_dir=str(root / "images"), work_dir=str(root / "work"), labels=str(root / "labels.csv"),
+            generate_demo_if_missing=True,
         )
     }

@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from dup_pipeline.dagster_defs.checks import build_checks
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.graph_assets import build_graph_assets
+from dup_pipeline.dagster_defs.label_assets import build_label_assets
 from dup_pipeline.dagster_defs.resources import DatasetResource
 from dup_pipeline.dagster_defs.scan_assets import (
     build_scan_assets,
@@ -15,11 +17,15 @@ from dup_pipeline.dagster_defs.scan_assets import (
 def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definitions:
     """Assets, jobs and resources auditing one dataset (asset keys and group named after it)."""
     assets = build_scan_assets(name) + build_graph_assets(name, dataset.compare_to)
+    if dataset.has_labels:
+        assets += build_label_assets(name)
     manifest = dg.AssetSelection.assets([name, "file_manifest"])
     ranges = dg.AssetSelection.assets([name, "bad_files"], [name, "image_stats"], [name, "features"])
     index = dg.AssetSelection.assets([name, "faiss_index"])
     graph = index | dg.AssetSelection.assets([name, "similarity"], [name, "outliers"], [name, "components"],
                                              [name, "pagerank_degree"])
+    if dataset.has_labels:
+        graph = graph | dg.AssetSelection.assets([name, "label_issues"], [name, "leakage"])
     tables = dg.AssetSelection.assets([name, "dataset_bad_files"], [name, "dataset_image_stats"],
                                       [name, "feature_matrix"])
     jobs = [
@@ -40,7 +46,8 @@ def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definit
         jobs.append(dg.define_asset_job(
             f"{name}_cross_similarity_job", selection=dg.AssetSelection.assets([name, "cross_similarity"]),
             description=f"Run mode 3: search {name}'s features in {dataset.compare_to}'s index."))
-    return dg.Definitions(assets=assets, jobs=jobs, resources={resource_key(name): dataset})
+    return dg.Definitions(assets=assets, asset_checks=build_checks(name, dataset), jobs=jobs,
+                          resources={resource_key(name): dataset})
 
 
 def build_definitions(datasets: dict[str, DatasetResource]) -> dg.Definitions:

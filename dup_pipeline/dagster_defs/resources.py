@@ -41,6 +41,19 @@ class DatasetResource(dg.ConfigurableResource):
     compare_to: str | None = Field(
         default=None, description="Name of another dataset whose index this one is searched against "
         "(run mode 3: e.g. a test set against its training set).")
+    labels: str | None = Field(default=None, description="CSV filename,label[,split] for wrong labels and leakage.")
+    labels_from_folders: bool = Field(default=False, description="Labels from folder names (train/cat/x.jpg).")
+    max_bad_fraction: float = Field(default=0.05, description="Check: bad files / files.")
+    max_duplicate_fraction: float = Field(default=0.2, description="Check: images in similar pairs / images.")
+    max_isolated_fraction: float = Field(default=0.1, description="Check: images whose nearest neighbour is "
+                                         "below isolation_similarity / images.")
+    isolation_similarity: float = 0.5
+    max_label_error_rate: float = Field(default=0.05, description="Check: likely wrong labels / judged images.")
+    max_leakage_pairs: int = Field(default=0, description="Check: near-duplicate pairs across splits.")
+    failing_checks: list[str] = Field(
+        default=["bad_fraction", "duplicate_fraction", "isolated_fraction"],
+        description="Checks that fail (severity ERROR) when their limit is exceeded; the others warn.")
+    blocking_checks: bool = Field(default=False, description="Failing checks also fail the run (blocking).")
     generate_demo_if_missing: bool = False
 
     def pipeline_config(self) -> PipelineConfig:
@@ -58,7 +71,12 @@ class DatasetResource(dg.ConfigurableResource):
                               nearest_neighbors_k=self.nearest_neighbors_k, threshold=self.threshold,
                               ccthreshold=self.ccthreshold, lower_threshold=self.lower_threshold,
                               run_cc=self.run_cc, run_pagerank=self.run_pagerank, run_degree=self.run_degree),
+            labels=self.labels, labels_from_folders=self.labels_from_folders,
         )
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.labels) or self.labels_from_folders
 
     def workdir(self) -> WorkDir:
         return WorkDir(self.work_dir)

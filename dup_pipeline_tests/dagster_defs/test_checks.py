@@ -1,0 +1,39 @@
+import dagster as dg
+import polars as pl
+
+from dup_pipeline.dagster_defs.audit import materialize_dataset
+from dup_pipeline.dagster_defs.definitions import build_definitions
+from dup_pipeline.dagster_defs.resources import DatasetResource
+
+
+def _evaluations(instance: dg.DagsterInstance, dataset: str) -> dict[str, dg.AssetCheckEvaluation]:
+    found = {}
+    for record in instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.ASSET_CHECK_EVALUATION)):
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if evaluation.asset_key.path[0] == dataset:
+            found[evaluation.check_name] = evaluation
+    return found
+
+
+def test_label_assets_and_checks_pass_and_fail(demo_dataset, tmp_path):
+    strict = DatasetResource(input_dir=str(demo_dataset.images), work_dir=str(tmp_path / "strict"),
+                             labels=str(demo_dataset.labels))
+    lenient = DatasetResource(input_dir=str(demo_dataset.images), work_dir=str(tmp_path / "lenient"),
+                              labels=str(demo_dataset.labels), max_duplicate_fraction=0.5, max_label_error_rate=0.1,
+                              max_leakage_pairs=10, max_bad_fraction=0.1)
+    defs = build_definitions({"strict": strict, "lenient": lenient})
+    instance = dg.DagsterInstance.ephemeral()
+    for name in ("strict", "lenient"):
+        materialize_dataset(defs, name, instance)
+    strict_checks, lenient_checks = _evaluations(instance, "strict"), _evaluations(instance, "lenient")
+    assert set(strict_checks) == {"bad_fraction", "duplicate_fraction", "isolated_fraction", "label_error_rate",
+                                  "leakage_pairs"}
+    assert all(e.passed for e in lenient_checks.values())
+    assert strict_checks["bad_fraction"].passed  # 4 of 84 files
+    assert not strict_checks["duplicate_fraction"].passed  # the demo plants many duplicates
+    assert strict_checks["duplicate_fraction"].severity == dg.AssetCheckSeverity.ERROR
+    assert not strict_checks["leakage_pairs"].passed
+    assert strict_checks["leakage_pairs"].severity == dg.AssetCheckSeverity.WARN
+    assert strict_checks["leakage_pairs"].metadata["leakage_pairs"].value == 4
+    mislabels = pl.read_csv(tmp_path / "strict" / "mislabels.csv")
+    assert mislabels.height == len(demo_dataset.ground_truth()["wrong_labels"])
