@@ -255,6 +255,19 @@ def run_pipeline(
         for offset_range in ranges:
             outcomes.append(scan_range(work, manifest, offset_range, config.decode, config.threads, advance,
                                        feature_settings))
+    return finish_run(config, work, manifest, outcomes, feature_settings, run_mode, progress)
+
+
+def finish_run(
+    config: PipelineConfig,
+    work: WorkDir,
+    manifest: pl.DataFrame,
+    outcomes: list[RangeScanOutcome],
+    feature_settings: FeatureSettings | None,
+    run_mode: int = 0,
+    progress: ProgressSink = silent_progress,
+) -> RunSummary:
+    """Everything after the range scans: dataset tables, feature matrix, similarity, labels."""
     tables = combine_scans(work, manifest.height, config.range_size)
     matrix = graph = None
     if feature_settings is not None:

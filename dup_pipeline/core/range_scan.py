@@ -112,6 +112,28 @@ def _unchanged(rows: pl.DataFrame, previous: pl.DataFrame | None) -> set[int]:
     return set(rows.select(ROW_KEY).join(previous, on=list(ROW_KEY), how="inner")["index"].to_list())
 
 
+def is_range_current(work: WorkDir, manifest: pl.DataFrame, offset_range: OffsetRange,
+                     settings: DecodeSettings = DecodeSettings(), features: bool = True) -> bool:
+    """True when the range's outputs were computed from exactly its current manifest rows.
+
+    Cheap (no decoding, no model): used by sensors and audits to request only stale ranges.
+    A changed model is not detected here; it changes every range's features tag instead.
+    """
+    folder = work.range_dir(offset_range)
+    rows = range_rows(manifest, offset_range).select(ROW_KEY)
+    products = ("scan", "features") if features else ("scan",)
+    for product in products:
+        try:
+            previous = pl.read_parquet(folder / f"{product}.rows.parquet")
+        except (OSError, pl.exceptions.PolarsError):
+            return False
+        if product == "scan" and json.loads((folder / "scan.json").read_text()).get("settings") != _scan_tag(settings):
+            return False
+        if not previous.equals(rows):
+            return False
+    return True
+
+
 def read_range_scan(work: WorkDir, offset_range: OffsetRange) -> ScanResult:
     """Read a range's bad files and statistics (empty frames when the range was never scanned)."""
     folder = work.range_dir(offset_range)

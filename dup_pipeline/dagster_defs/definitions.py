@@ -2,8 +2,14 @@
 
 import dagster as dg
 
+from dup_pipeline.dagster_defs.automation import (
+    build_audit_job,
+    build_audit_schedule,
+    build_new_images_sensor,
+)
 from dup_pipeline.dagster_defs.checks import build_checks
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
+from dup_pipeline.dagster_defs.executors import executor_from_environment
 from dup_pipeline.dagster_defs.graph_assets import build_graph_assets
 from dup_pipeline.dagster_defs.label_assets import build_label_assets
 from dup_pipeline.dagster_defs.resources import DatasetResource
@@ -46,13 +52,21 @@ def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definit
         jobs.append(dg.define_asset_job(
             f"{name}_cross_similarity_job", selection=dg.AssetSelection.assets([name, "cross_similarity"]),
             description=f"Run mode 3: search {name}'s features in {dataset.compare_to}'s index."))
-    return dg.Definitions(assets=assets, asset_checks=build_checks(name, dataset), jobs=jobs,
-                          resources={resource_key(name): dataset})
+    audit_job = build_audit_job(name)
+    jobs.append(audit_job)
+    return dg.Definitions(
+        assets=assets, asset_checks=build_checks(name, dataset), jobs=jobs,
+        schedules=[build_audit_schedule(name, dataset, audit_job)],
+        sensors=[build_new_images_sensor(name, audit_job)],
+        resources={resource_key(name): dataset},
+    )
 
 
-def build_definitions(datasets: dict[str, DatasetResource]) -> dg.Definitions:
+def build_definitions(datasets: dict[str, DatasetResource], executor: dg.ExecutorDefinition | None = None,
+                      ) -> dg.Definitions:
     """One code location auditing every dataset side by side."""
-    return dg.Definitions.merge(*(build_dataset_definitions(n, d) for n, d in datasets.items()))
+    merged = dg.Definitions.merge(*(build_dataset_definitions(n, d) for n, d in datasets.items()))
+    return dg.Definitions.merge(merged, dg.Definitions(executor=executor or executor_from_environment()))
 
 
 defs = build_definitions(datasets_from_environment())

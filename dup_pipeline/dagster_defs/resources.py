@@ -54,6 +54,7 @@ class DatasetResource(dg.ConfigurableResource):
         default=["bad_fraction", "duplicate_fraction", "isolated_fraction"],
         description="Checks that fail (severity ERROR) when their limit is exceeded; the others warn.")
     blocking_checks: bool = Field(default=False, description="Failing checks also fail the run (blocking).")
+    audit_cron: str = Field(default="0 3 * * *", description="When the scheduled audit runs (cron).")
     generate_demo_if_missing: bool = False
 
     def pipeline_config(self) -> PipelineConfig:

@@ -1,0 +1,161 @@
+"""An int8 variant of the default EfficientNet-Lite0 model, quantized locally with onnxruntime.
+
+:func:`int8_model_path` builds it once from the cached fp32 model with
+``onnxruntime.quantization.quantize_static``: QDQ format, per-channel symmetric int8 weights,
+asymmetric uint8 activations, MinMax ranges. The classifier (``_fc``) stays fp32, so
+``logits`` keep full precision at negligible cost; ``embedding`` comes from the int8 body.
+
+Activation ranges are calibrated on :func:`calibration_images`, synthesized deterministically
+at build time (no downloads, no data files). ``quant_pre_process`` is not used: on this graph
+(batch norm already folded, static shapes) it leaves the quantized model unchanged.
+"""
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from PIL import Image, ImageDraw, ImageFilter
+
+from dup_pipeline.core.demo import CLASSES, draw_class_image
+from dup_pipeline.core.embed import effnet_lite0
+from dup_pipeline.core.embed.model import ModelSpec, default_model_spec
+
+__all__ = ["QUANTIZER_VERSION", "build_int8_model", "calibration_images", "int8_model_path", "int8_model_spec"]
+
+#: Bump whenever the quantization recipe or the calibration images change (part of the file name).
+QUANTIZER_VERSION = 1
+
+_CALIBRATION_SEED = 20240611
+_PER_CLASS = 8  # demo-style drawings per demo class
+_PER_KIND = 16  # dead-leaves and 1/f-noise images each
+_NATURAL_SIZE = 256
+_BATCH = 8
+
+
+def _dead_leaves(rng: np.random.Generator, size: int = _NATURAL_SIZE, discs: int = 400) -> Image.Image:
+    """Occluding discs of random colours with radius density ~ r^-3: scale-invariant like photos."""
+    img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(img)
+    r_min, r_max = 2.0, size / 2
+    for _ in range(discs):
+        r = (r_min**-2 - rng.random() * (r_min**-2 - r_max**-2)) ** -0.5
+        x, y = rng.uniform(-r, size + r, 2)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.0, 1.5))))
+
+
+def _pink_noise(rng: np.random.Generator, size: int = _NATURAL_SIZE) -> Image.Image:
+    """Colour noise with a 1/f amplitude spectrum and correlated channels (natural image statistics)."""
+    f = np.hypot(np.fft.fftfreq(size)[:, None], np.fft.rfftfreq(size)[None, :])
+    f[0, 0] = math.inf  # no DC term
+    planes = [
+        np.fft.irfft2((rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f, s=(size, size))
+        for _ in range(3)
+    ]
+    mix = 0.5 + 0.6 * np.eye(3) + 0.4 * rng.normal(size=(3, 3))
+    pixels = np.stack(planes, axis=-1) @ mix
+    pixels = (pixels - pixels.mean()) / pixels.std() * rng.uniform(30, 60) + rng.uniform(80, 170)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def calibration_images() -> list[Image.Image]:
+    """The 64 deterministic calibration images: demo drawings, dead leaves and 1/f noise."""
+    rng = np.random.default_rng(_CALIBRATION_SEED)
+    images = [draw_class_image(label, rng) for label in CLASSES for _ in range(_PER_CLASS)]
+    images += [_dead_leaves(rng) for _ in range(_PER_KIND)]
+    images += [_pink_noise(rng) for _ in range(_PER_KIND)]
+    return images
+
+
+class _Batches(CalibrationDataReader):
+    """Feeds preprocessed calibration batches to the calibrator."""
+
+    def __init__(self, inputs: np.ndarray) -> None:
+        self._inputs = inputs
+        self._next = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._next >= len(self._inputs):
+            return None
+        batch = self._inputs[self._next : self._next + _BATCH]
+        self._next += _BATCH
+        return {"images": batch}
+
+    def rewind(self) -> None:
+        self._next = 0
+
+
+class _DropPreprocessHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+@contextmanager
+def _no_preprocess_hint() -> Iterator[None]:
+    """Silence quantize_static's root-logger advice to run quant_pre_process (measured useless here)."""
+    root, hint = logging.getLogger(), _DropPreprocessHint()
+    root.addFilter(hint)
+    try:
+        yield
+    finally:
+        root.removeFilter(hint)
+
+
+def build_int8_model(fp32_path: str | os.PathLike[str], output_path: str | os.PathLike[str]) -> None:
+    """Quantize the fp32 EfficientNet-Lite0 at ``fp32_path`` into ``output_path`` (not atomic)."""
+    reader = _Batches(effnet_lite0.preprocess(calibration_images()))
+    with _no_preprocess_hint():
+        quantize_static(
+            str(fp32_path),
+            str(output_path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=["_fc"],
+        )
+
+
+def int8_model_path() -> Path:
+    """Return the cached int8 model, building it (a few seconds) on first use.
+
+    It sits next to :func:`effnet_lite0.default_model_path`, named after the fp32 file's sha256
+    and :data:`QUANTIZER_VERSION`, and is written to a temporary file in the same directory and
+    renamed, so concurrent processes never see a partial model.
+    """
+    fp32 = effnet_lite0.default_model_path()
+    digest = effnet_lite0._sha256_prefix(fp32)
+    target = fp32.parent / f"efficientnet_lite0-int8-{digest}-v{QUANTIZER_VERSION}.onnx"
+    if target.is_file():
+        return target
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        build_int8_model(fp32, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def int8_model_spec() -> ModelSpec:
+    """:func:`default_model_spec` with the int8 model: same input, normalization and outputs."""
+    return replace(default_model_spec(), path=str(int8_model_path()))

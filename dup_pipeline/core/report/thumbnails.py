@@ -1,0 +1,117 @@
+"""Small JPEG thumbnails of image files, inlined as ``data:`` URIs or written beside a page."""
+
+import base64
+import hashlib
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from dup_pipeline.core.atomic import atomic_path
+
+THUMB_SIDE = 180
+_QUALITY = 82
+_PLACEHOLDER_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="180" height="135" viewBox="0 0 180 135">'
+    '<rect width="180" height="135" fill="#eceff3"/>'
+    '<path d="M70 45h40v45H70z" fill="none" stroke="#a0a8b4" stroke-width="3"/>'
+    '<path d="M70 45l40 45M110 45L70 90" stroke="#c2410c" stroke-width="3"/>'
+    '<text x="90" y="115" font-family="sans-serif" font-size="12" fill="#6b7280" '
+    'text-anchor="middle">unreadable</text></svg>'
+)
+PLACEHOLDER_URI = "data:image/svg+xml;base64," + base64.b64encode(_PLACEHOLDER_SVG.encode()).decode()
+
+
+@dataclass(frozen=True)
+class Thumb:
+    """A thumbnail (``jpeg`` is None when the file cannot be read) and the original's size."""
+
+    jpeg: bytes | None
+    width: int | None = None
+    height: int | None = None
+    file_size: int | None = None
+
+    @property
+    def uri(self) -> str:
+        """The thumbnail as a ``data:image/jpeg;base64`` URI, or the placeholder."""
+        if self.jpeg is None:
+            return PLACEHOLDER_URI
+        return "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode as 8-bit RGB (alpha composited on white, high bit depths rescaled)."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _render(path: str, max_side: int) -> Thumb:
+    size = os.stat(path).st_size
+    with Image.open(path) as img:
+        width, height = img.size
+        if img.format == "JPEG":
+            img.draft("RGB", (max_side * 2, max_side * 2))
+        img = ImageOps.exif_transpose(img)
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+        buf = io.BytesIO()
+        _to_rgb(img).save(buf, "JPEG", quality=_QUALITY, optimize=True)
+    return Thumb(buf.getvalue(), width, height, size)
+
+
+@lru_cache(maxsize=4096)
+def _cached(path: str, mtime_ns: int, size: int, max_side: int) -> Thumb:
+    try:
+        return _render(path, max_side)
+    except Exception:  # any unreadable, truncated or hostile file becomes a placeholder
+        return Thumb(None, file_size=size)
+
+
+def load_thumb(path: str | os.PathLike[str], max_side: int = THUMB_SIDE) -> Thumb:
+    """The thumbnail of ``path`` (cached per path, modification time and size); never raises."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return Thumb(None)
+    return _cached(os.fspath(path), st.st_mtime_ns, st.st_size, max_side)
+
+
+def thumbnail_uri(path: str | os.PathLike[str], max_side: int = THUMB_SIDE) -> str:
+    """``path``'s thumbnail as an inline ``data:`` URI (a placeholder image when unreadable)."""
+    return load_thumb(path, max_side).uri
+
+
+def prefetch(paths: list[str], max_side: int = THUMB_SIDE, threads: int | None = None) -> None:
+    """Render the thumbnails of ``paths`` in parallel (Pillow decodes without holding the GIL)."""
+    unique = list(dict.fromkeys(paths))
+    if len(unique) > 1:
+        with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
+            list(pool.map(lambda p: load_thumb(p, max_side), unique))
+
+
+def thumbnail_src(path: str | os.PathLike[str], save_dir: str | os.PathLike[str] | None = None,
+                  max_side: int = THUMB_SIDE) -> str:
+    """An ``<img src>`` for ``path``: inline when ``save_dir`` is None, else ``thumbs/<hash>.jpg`` in it."""
+    thumb = load_thumb(path, max_side)
+    if save_dir is None or thumb.jpeg is None:
+        return thumb.uri
+    name = hashlib.sha1(thumb.jpeg).hexdigest()[:20] + ".jpg"
+    target = Path(save_dir) / "thumbs" / name
+    if not target.exists():
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(thumb.jpeg)
+    return f"thumbs/{name}"

@@ -1,0 +1,130 @@
+"""The scheduled audit: one durable run per audit, one step per stale offset range, and the
+sensor that starts it when images are added or changed.
+
+The audit job is an op graph over the same core functions as the assets. It reports
+materializations of the dataset's assets, so the asset catalog shows what each audit produced.
+Range steps fan out dynamically (only stale ranges) and run in parallel with the multiprocess
+executor (or any distributed executor); a killed audit re-executed from failure redoes only the
+unfinished ranges, and even a fresh audit skips ranges whose outputs are current.
+"""
+
+import dagster as dg
+import polars as pl
+
+from dup_pipeline.core.audit import write_audit_summary
+from dup_pipeline.core.changes import input_changes
+from dup_pipeline.core.pipeline import finish_run, update_manifest
+from dup_pipeline.core.progress import logging_progress
+from dup_pipeline.core.range_scan import is_range_current, range_rows, scan_range
+from dup_pipeline.core.ranges import OffsetRange, offset_ranges
+from dup_pipeline.dagster_defs.resources import DatasetResource
+from dup_pipeline.dagster_defs.scan_assets import (
+    dataset_resource,
+    range_partitions,
+    resource_key,
+)
+
+
+def build_audit_job(dataset: str) -> dg.JobDefinition:
+    """``<dataset>_audit_job``: manifest → stale ranges in parallel → tables, similarity, labels, summary."""
+    key = resource_key(dataset)
+    partitions = range_partitions(dataset)
+
+    @dg.op(name=f"{dataset}_refresh_manifest", required_resource_keys={key},
+           out={"ranges": dg.DynamicOut(str), "files": dg.Out(int)})
+    def refresh_manifest(context: dg.OpExecutionContext):
+        """Update the manifest, register partitions, and emit the ranges whose outputs are stale."""
+        ds = dataset_resource(context, dataset)
+        ds.ensure_input()
+        config, work = ds.pipeline_config(), ds.workdir().ensure_writable()
+        manifest = update_manifest(work, config.input, logging_progress(context.log.info))
+        keys = [r.key for r in offset_ranges(manifest.height, config.range_size)]
+        known = set(context.instance.get_dynamic_partitions(partitions.name))
+        context.instance.add_dynamic_partitions(partitions.name, [k for k in keys if k not in known])
+        yield dg.AssetMaterialization([dataset, "file_manifest"], metadata={"files": manifest.height,
+                                                                           "path": dg.MetadataValue.path(str(work.manifest))})
+        stale = [k for k in keys if not is_range_current(work, manifest, OffsetRange.parse(k), config.decode)]
+        context.log.info(f"{len(stale)} of {len(keys)} offset ranges need work: {stale[:20]}")
+        for range_key in stale:
+            yield dg.DynamicOutput(range_key, output_name="ranges", mapping_key=range_key.replace("-", "_"))
+        yield dg.Output(manifest.height, output_name="files")
+
+    @dg.op(name=f"{dataset}_scan_range", required_resource_keys={key})
+    def scan_one_range(context: dg.OpExecutionContext, range_key: str):
+        """Decode one range once: bad files, statistics, embeddings (unchanged files reused)."""
+        ds = dataset_resource(context, dataset)
+        config, work = ds.pipeline_config(), ds.workdir()
+        manifest = pl.read_parquet(work.manifest)
+        offset_range = OffsetRange.parse(range_key)
+        total = range_rows(manifest, offset_range).height
+        with logging_progress(context.log.info)(f"decode {range_key}", total) as advance:
+            outcome = scan_range(work, manifest, offset_range, config.decode, config.threads, advance,
+                                 config.model.feature_settings())
+        for name in ("bad_files", "image_stats", "features"):
+            yield dg.AssetMaterialization([dataset, name], partition=range_key,
+                                          metadata={"decoded_this_run": outcome.decoded, "reused": outcome.reused})
+        yield dg.Output(range_key)
+
+    @dg.op(name=f"{dataset}_finish_audit", required_resource_keys={key})
+    def finish_audit(context: dg.OpExecutionContext, scanned: list[str], files: int):
+        """Dataset tables, feature matrix, similarity stage, labels and the audit summary."""
+        ds = dataset_resource(context, dataset)
+        config, work = ds.pipeline_config(), ds.workdir()
+        manifest = pl.read_parquet(work.manifest)
+        summary = finish_run(config, work, manifest, [], config.model.feature_settings(),
+                             progress=logging_progress(context.log.info))
+        for line in summary.lines():
+            context.log.info(line)
+        names = ["dataset_bad_files", "dataset_image_stats", "feature_matrix"]
+        if summary.graph is not None:
+            names += ["faiss_index", "similarity", "outliers", "components", "pagerank_degree"]
+        if summary.labels is not None:
+            names += ["label_issues", "leakage"]
+        for name in names:
+            yield dg.AssetMaterialization([dataset, name], metadata={"audit_ranges_scanned": len(scanned)})
+        audit = write_audit_summary(work)
+        yield dg.Output(audit.totals, metadata={"summary": dg.MetadataValue.md(audit.markdown()),
+                                                "path": dg.MetadataValue.path(str(work.root / "audit_summary.md"))})
+
+    @dg.graph(name=f"{dataset}_audit")
+    def audit():
+        ranges, files = refresh_manifest()
+        finish_audit(ranges.map(scan_one_range).collect(), files)
+
+    return audit.to_job(
+        name=f"{dataset}_audit_job",
+        description=f"Audit {dataset}: update the manifest, process stale offset ranges in parallel, then "
+        "tables, similarity, labels and a summary of what changed since the previous audit.",
+    )
+
+
+def build_audit_schedule(dataset: str, settings: DatasetResource, job: dg.JobDefinition) -> dg.ScheduleDefinition:
+    """Run the audit on ``settings.audit_cron`` (stopped until an operator turns it on)."""
+    return dg.ScheduleDefinition(name=f"{dataset}_audit_schedule", job=job, cron_schedule=settings.audit_cron,
+                                 default_status=dg.DefaultScheduleStatus.STOPPED,
+                                 description=f"Re-audit {dataset}: only stale ranges are recomputed.")
+
+
+def build_new_images_sensor(dataset: str, job: dg.JobDefinition) -> dg.SensorDefinition:
+    """Start an audit when files are added, changed or removed; register the partitions they need."""
+    partitions = range_partitions(dataset)
+
+    @dg.sensor(name=f"{dataset}_new_images_sensor", job=job, minimum_interval_seconds=60,
+               required_resource_keys={resource_key(dataset)}, default_status=dg.DefaultSensorStatus.STOPPED,
+               description=f"Watches {dataset}'s input for new or changed images and audits only what they touch.")
+    def new_images(context: dg.SensorEvaluationContext):
+        ds = dataset_resource(context, dataset)
+        work = ds.workdir()
+        changes = input_changes(work, ds.pipeline_config().input)
+        if not changes.any:
+            return dg.SkipReason("no new, changed or removed images")
+        known_rows = pl.scan_parquet(work.manifest).select(pl.len()).collect().item() if work.manifest.exists() else 0
+        keys = [r.key for r in offset_ranges(known_rows + len(changes.added), ds.range_size)]
+        registered = set(context.instance.get_dynamic_partitions(partitions.name))
+        new_keys = [k for k in keys if k not in registered]
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=changes.digest, tags={"dup_pipeline/changes": changes.describe()})],
+            dynamic_partitions_requests=[partitions.build_add_request(new_keys)] if new_keys else [],
+        )
+
+    return new_images
