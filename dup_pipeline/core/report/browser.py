@@ -45,8 +45,8 @@ def console_messages(stderr: str) -> list[str]:
     return found
 
 
-def screenshot(page: str | os.PathLike[str], png: str | os.PathLike[str], width: int = 1280, height: int = 2000,
-               binary: str = CHROMIUM, timeout: float = 60) -> list[str]:
+def screenshot(page: str | os.PathLike[str], png: str | os.PathLike[str], width: int = 1280,
+               height: int = 2000, binary: str = CHROMIUM, timeout: float = 60) -> list[str]:
     """Save a ``width`` x ``height`` screenshot of ``page`` to ``png``; return its console messages."""
     png = Path(png).absolute()
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,8 @@ def screenshot(page: str | os.PathLike[str], png: str | os.PathLike[str], width:
     return console_messages(done.stderr)
 
 
-def dump_dom(page: str | os.PathLike[str], binary: str = CHROMIUM, timeout: float = 60) -> tuple[str, list[str]]:
+def dump_dom(page: str | os.PathLike[str], binary: str = CHROMIUM, timeout: float = 60,
+             ) -> tuple[str, list[str]]:
     """The DOM of ``page`` after loading, serialized, and its console messages."""
     done = _run(Path(page), ["--dump-dom"], binary, timeout)
     return done.stdout, console_messages(done.stderr)

@@ -55,7 +55,8 @@ def common_root(paths: pl.Series) -> str:
 class WorkTables:
     """Reads a work_dir's tables once and turns file names into :class:`Tile` objects."""
 
-    def __init__(self, work: WorkDir, labels: pl.DataFrame | None = None, thumbs_dir: Path | None = None) -> None:
+    def __init__(self, work: WorkDir, labels: pl.DataFrame | None = None,
+                 thumbs_dir: Path | None = None) -> None:
         self.work = work
         self.labels = check_labels(labels)
         self.thumbs_dir = thumbs_dir

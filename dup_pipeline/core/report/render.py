@@ -74,8 +74,8 @@ def inline_frame(html: str, height: int = 720) -> str:
 
 
 def resolve_save_path(save_path: str | os.PathLike[str] | None, work: WorkDir, name: str) -> Path:
-    """fastdup's convention: None -> ``<work_dir>/galleries/<name>.html``; a folder -> ``<folder>/<name>.html``;
-    a path ending in ``.html`` -> that file."""
+    """fastdup's convention: None -> ``<work_dir>/galleries/<name>.html``; a folder ->
+    ``<folder>/<name>.html``; a path ending in ``.html`` -> that file."""
     if save_path is None:
         return work.root / "galleries" / f"{name}.html"
     path = Path(save_path).absolute()

@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from dup_pipeline.core.atomic import write_text
+from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.report import galleries as g
 from dup_pipeline.core.report.data import WorkTables
 from dup_pipeline.core.report.render import (
@@ -16,6 +17,7 @@ from dup_pipeline.core.report.render import (
     page_context,
     render,
 )
+from dup_pipeline.core.tables import bad_reason_counts
 from dup_pipeline.core.workdir import WorkDir
 
 TABLE_ROWS = 500
@@ -66,25 +68,19 @@ def summarize(t: WorkTables) -> Summary:
     """Counts for the overview page, read from the work_dir's tables."""
     w = t.work
     manifest, stats, bad = t.table(w.manifest), t.table(w.image_stats_parquet), t.table(w.bad_files_parquet)
-    sim, out, cross = t.table(w.similarity_parquet), t.table(w.outliers_parquet), t.table(w.cross_similarity_parquet)
-    cc = t.table(w.components_parquet)
-    files = None
+    sim, out = t.table(w.similarity_parquet), t.table(w.outliers_parquet)
+    cc, cross = t.table(w.components_parquet), t.table(w.cross_similarity_parquet)
+    files = identical = None
     if manifest is not None:
-        files = manifest.filter(~pl.col("missing")).height if "missing" in manifest.columns else manifest.height
+        files = manifest.filter(~pl.col("missing")).height
+        identical = int(exact_duplicate_groups(manifest)["count"].sum())
     elif stats is not None and bad is not None:
         files = stats.height + bad.height
-    reasons = {}
-    if bad is not None:
-        counts = bad.group_by("error_code").len().sort(["len", "error_code"], descending=[True, False])
-        reasons = dict(zip(counts["error_code"].to_list(), counts["len"].to_list()))
-    identical = None
-    if manifest is not None and "content_hash" in manifest.columns:
-        sizes = manifest.filter(pl.col("content_hash").is_not_null()).group_by("content_hash").len()
-        identical = int(sizes.filter(pl.col("len") > 1)["len"].sum())
     groups = cc.filter(pl.col("count") > 1) if cc is not None else None
     return Summary(
-        files=files, good=stats.height if stats is not None else None, bad=bad.height if bad is not None else None,
-        bad_reasons=reasons,
+        files=files, good=stats.height if stats is not None else None,
+        bad=bad.height if bad is not None else None,
+        bad_reasons=bad_reason_counts(bad) if bad is not None else {},
         duplicate_pairs=sim.height if sim is not None else None,
         duplicate_images=pl.concat([sim["from"], sim["to"]]).n_unique() if sim is not None else None,
         identical_files=identical,

@@ -77,7 +77,7 @@ def _render(path: str, max_side: int) -> Thumb:
 def _cached(path: str, mtime_ns: int, size: int, max_side: int) -> Thumb:
     try:
         return _render(path, max_side)
-    except Exception:  # any unreadable, truncated or hostile file becomes a placeholder
+    except Exception:  # noqa: BLE001 - any unreadable, truncated or hostile file becomes a placeholder
         return Thumb(None, file_size=size)
 
 
