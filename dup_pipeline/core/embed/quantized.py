@@ -147,7 +147,7 @@ def int8_model_path() -> Path:
     os.close(fd)
     try:
         build_int8_model(fp32, tmp)
-        with open(tmp, "rb") as f:
+        with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
