@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import polars as pl
 from tqdm import tqdm
 
 from dup_pipeline.core.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
@@ -22,9 +23,10 @@ from dup_pipeline.core.pipeline import (
 )
 from dup_pipeline.core.progress import Advance, ProgressSink, silent_progress
 from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE
+from dup_pipeline.core.report.report import build_report
 from dup_pipeline.core.scan import DecodeSettings
 from dup_pipeline.core.similarity import GraphConfig
-from dup_pipeline.core.workdir import WorkDirError
+from dup_pipeline.core.workdir import WorkDir, WorkDirError
 
 
 @contextlib.contextmanager
@@ -61,7 +63,8 @@ run_options = [
                  help="Images with a shorter side below this are bad (too_small)."),
     click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(min=1),
                  help="Images with more pixels are bad (too_large, decompression-bomb guard)."),
-    click.option("--model-path", default=None, help="ONNX image model (default: EfficientNet-Lite0, offline)."),
+    click.option("--model-path", default="efficientnet_lite0", show_default=True,
+                 help="efficientnet_lite0, efficientnet_lite0_int8 (about 2x faster, opt-in) or an ONNX model file."),
     click.option("--model-output", default=None, help="Output of --model-path that is the embedding."),
     click.option("--normalization", default="imagenet", show_default=True,
                  help="Input normalization of --model-path: imagenet, efficientnet, unit, symmetric, raw or "
@@ -156,6 +159,19 @@ def demo(root: Path, per_class: int, **options) -> None:
     if options["labels"] is None and not options["labels_from_folders"]:
         options["labels"] = dataset.labels
     _print_summary(_run(_config(dataset.images, dataset.root / "work", **options), quiet))
+
+
+@main.command()
+@click.argument("work_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--save-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the pages (default WORK_DIR/report).")
+@click.option("--num-images", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Rows per gallery.")
+def report(work_dir: Path, save_dir: Path | None, num_images: int) -> None:
+    """(Re)write the HTML report of WORK_DIR: every gallery and an index page."""
+    work = WorkDir(work_dir)
+    labels = pl.read_parquet(work.labels_parquet) if work.labels_parquet.exists() else None
+    click.echo(f"report: {build_report(work, save_dir, labels=labels, num_images=num_images).index_path}")
 
 
 @main.command("make-demo")

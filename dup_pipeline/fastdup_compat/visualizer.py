@@ -65,6 +65,11 @@ class Visualizer:
         """Each image with its most similar images (``similarity.html``)."""
         return self._render(galleries.similarity_gallery, save_path, show, num_images=num_images)
 
+    def label_gallery(self, save_path: str | Path | None = None, num_images: int = 20, show: bool = True,
+                      **_: Any) -> int:
+        """Likely wrong labels, each image with its labeled neighbours (``mislabels.html``)."""
+        return self._render(galleries.label_gallery, save_path, show, num_images=num_images)
+
     def bad_files_gallery(self, save_path: str | Path | None = None, show: bool = True, **_: Any) -> int:
         """Every file that could not be used, with the reason (``bad_files.html``)."""
         return self._render(galleries.bad_files_gallery, save_path, show)

@@ -96,3 +96,17 @@ def test_labels_from_folder_names(demo_dataset, demo_run):
     labels = labels_from_folders(manifest, demo_dataset.images)
     row = labels.filter(pl.col("filename").str.ends_with("train/circles/circles_000.jpg")).row(0, named=True)
     assert (row["label"], row["split"]) == ("circles", "train")
+
+
+def test_label_and_leakage_galleries_show_the_planted_cases(demo_dataset, labeled_run):
+    from dup_pipeline.core.report.galleries import label_gallery, leakage_gallery
+
+    labels = pl.read_parquet(f"{labeled_run.work_dir}/labels.parquet")
+    page = label_gallery(labeled_run.work_dir, labels=labels).path.read_text()
+    for rel, change in demo_dataset.ground_truth()["wrong_labels"].items():
+        assert rel.rsplit("/", 1)[-1] in page
+        assert f"labeled {change['given']} \u2192 suggested {change['true']}" in page
+    leak_page = leakage_gallery(labeled_run.work_dir).path.read_text()
+    for train, test in demo_dataset.ground_truth()["leakage"]:
+        assert train.rsplit("/", 1)[-1] in leak_page and test.rsplit("/", 1)[-1] in leak_page
+    assert labeled_run.report is not None and labeled_run.report.exists()

@@ -6,12 +6,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 from PIL import Image
 
 from dup_pipeline.core.demo import draw_class_image
 from dup_pipeline.core.inputs import discover_files
+from dup_pipeline.core.label_issues import LabelConfig
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline.core.report import (
     bad_files_gallery,
@@ -93,8 +95,11 @@ def xss_work(tmp_path_factory) -> WorkDir:
     (root / "bad" / XSS).write_bytes(b"not an image")
     (root / "test" / XSS).parent.mkdir(parents=True)
     shutil.copy(root / "train" / XSS, root / "test" / XSS)
+    labels = pd.DataFrame({"filename": [str(root / "train" / n) for n in (XSS, "copy.jpg", "circles.jpg")],
+                           "label": [XSS_LABEL, "triangles", "circles"]})
     config = PipelineConfig(discover_files(root / "train") + discover_files(root / "bad"), str(root / "work"),
-                            graph=GraphConfig(lower_threshold=0.99))
+                            graph=GraphConfig(lower_threshold=0.99), labels=labels,
+                            label_config=LabelConfig(min_support=1))
     run_pipeline(config)
     run_pipeline(config, run_mode=3, test_input=str(root / "test"))
     return WorkDir(config.work_dir)
@@ -103,7 +108,7 @@ def xss_work(tmp_path_factory) -> WorkDir:
 def test_every_section_renders(demo_report):
     assert demo_report.index_path.name == "index.html"
     index = demo_report.index_path.read_text()
-    assert set(demo_report.sections) == {"duplicates", "outliers", "components", "similarity", "dark",
+    assert set(demo_report.sections) == {"duplicates", "outliers", "components", "similarity", "dark", "mislabels",
                                          "bright", "blur", "bad_files", "leakage"}
     for key, gallery in demo_report.sections.items():
         assert gallery.path == demo_report.index_path.parent / f"{key}.html"
@@ -115,7 +120,8 @@ def test_every_section_renders(demo_report):
         assert gallery._repr_html_().startswith("<iframe srcdoc=")
     leakage = demo_report.sections["leakage"]
     assert not leakage.computed and "Not computed" in leakage.html
-    assert all(g.computed and g.count for k, g in demo_report.sections.items() if k != "leakage")
+    assert not demo_report.sections["mislabels"].computed  # the demo run had no labels
+    assert all(g.computed and g.count for k, g in demo_report.sections.items() if k not in ("leakage", "mislabels"))
     assert demo_report._repr_html_().startswith("<iframe srcdoc=")
 
 
@@ -242,7 +248,7 @@ def test_file_names_are_escaped_on_every_page(xss_work, tmp_path):
     labels = pl.read_parquet(xss_work.manifest).select("index", pl.lit(XSS_LABEL).alias("label"))
     report = build_report(xss_work, tmp_path / "report", labels=labels)
     pages = [report.index_path, *(g.path for g in report.sections.values())]
-    assert len(pages) == 10 and all(g.computed and g.count for g in report.sections.values())
+    assert len(pages) == 11 and all(g.computed and g.count for g in report.sections.values())
     for page in pages:
         html = page.read_text()
         assert XSS not in html and "<script" not in html, page.name

@@ -16,6 +16,7 @@ from PIL import Image
 from dup_pipeline.core.embed import effnet_lite0
 
 DEFAULT_MODEL = "efficientnet_lite0"
+INT8_MODEL = "efficientnet_lite0_int8"
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     # name: (mean, std) applied to 0..255 pixel values: (x - mean) / std
     "efficientnet": ((127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),

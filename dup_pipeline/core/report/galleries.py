@@ -43,6 +43,12 @@ def _gallery(name: str, build: Callable[[WorkTables], Section], work: WorkLike, 
     return publish(build(tables), path, tables, nav, dataset_name)
 
 
+def label_gallery(work: WorkLike, save_path: SavePath = None, num_images: int = 20,
+                  labels: pl.DataFrame | None = None, **options) -> Gallery:
+    """Likely wrong labels, each image with its labeled neighbours (``mislabels.html``)."""
+    return _gallery("mislabels", lambda t: sections.mislabels(t, num_images), work, save_path, labels, **options)
+
+
 def duplicates_gallery(work: WorkLike, save_path: SavePath = None, num_images: int = 20,
                        labels: pl.DataFrame | None = None, threshold: float | None = None,
                        descending: bool = True, **options) -> Gallery:

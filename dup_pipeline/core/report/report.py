@@ -29,6 +29,7 @@ PAGES = (  # key (the page is <key>.html), navigation label, gallery function, i
     ("dark", "Dark", g.stats_gallery, {"metric": "dark"}),
     ("bright", "Bright", g.stats_gallery, {"metric": "bright"}),
     ("blur", "Blurry", g.stats_gallery, {"metric": "blur"}),
+    ("mislabels", "Labels", g.label_gallery, {}),
     ("bad_files", "Bad files", g.bad_files_gallery, {}),
     ("leakage", "Leakage", g.leakage_gallery, {}),
 )
@@ -49,6 +50,8 @@ class Summary:
     component_images: int | None = None
     leakage_pairs: int | None = None
     leakage_images: int | None = None
+    wrong_labels: int | None = None
+    ambiguous_labels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ def summarize(t: WorkTables) -> Summary:
     w = t.work
     manifest, stats, bad = t.table(w.manifest), t.table(w.image_stats_parquet), t.table(w.bad_files_parquet)
     sim, out = t.table(w.similarity_parquet), t.table(w.outliers_parquet)
-    cc, cross = t.table(w.components_parquet), t.table(w.cross_similarity_parquet)
+    cc, issues = t.table(w.components_parquet), t.table(w.label_issues_parquet)
+    found = [df for df in (t.table(w.leakage_csv), t.table(w.cross_similarity_parquet)) if df is not None]
+    cross = pl.concat([df.select("from", "to").cast(pl.Int64) for df in found]) if found else None
     files = identical = None
     if manifest is not None:
         files = manifest.filter(~pl.col("missing")).height
@@ -89,6 +94,8 @@ def summarize(t: WorkTables) -> Summary:
         component_images=groups.height if groups is not None else None,
         leakage_pairs=cross.height if cross is not None else None,
         leakage_images=cross["from"].n_unique() if cross is not None else None,
+        wrong_labels=int((issues["status"] == "wrong").sum()) if issues is not None else None,
+        ambiguous_labels=int((issues["status"] == "ambiguous").sum()) if issues is not None else None,
     )
 
 
@@ -132,6 +139,7 @@ def report_markdown(report: Report) -> str:
         f"- **outliers**: {_count(s.outliers)}",
         f"- **groups of similar images**: {_count(s.components)}"
         + (f" ({s.component_images:,} images)" if s.component_images is not None else ""),
+        f"- **likely wrong labels**: {_count(s.wrong_labels)}",
         f"- **train/test leakage pairs**: {_count(s.leakage_pairs)}",
         f"- **report**: `{report.index_path}`",
     ]

@@ -208,17 +208,63 @@ def bad_files(t: WorkTables, num_images: int) -> Section:
                    extra={"reasons": list(bad_reason_counts(bad).items())})
 
 
+def _split_leakage(t: WorkTables) -> pl.DataFrame | None:
+    """Pairs across splits, oriented held-out image first, training image second."""
+    leak = t.table(t.work.leakage_csv)
+    if leak is None:
+        return None
+    train = pl.col("split_from").str.to_lowercase().is_in(["train", "training"])
+    return leak.select(
+        pl.when(train).then(pl.col("to")).otherwise(pl.col("from")).alias("from"),
+        pl.when(train).then(pl.col("from")).otherwise(pl.col("to")).alias("to"),
+        "distance",
+        pl.when(train).then(pl.col("filename_to")).otherwise(pl.col("filename_from")).alias("filename_from"),
+        pl.when(train).then(pl.col("filename_from")).otherwise(pl.col("filename_to")).alias("filename_to"),
+    )
+
+
 def leakage(t: WorkTables, num_images: int) -> Section:
     title = "Train/test leakage"
-    cross = t.table(t.work.cross_similarity_parquet)
-    if cross is None:
-        return _not_computed("leakage", title, "pairs", t.work.cross_similarity_parquet,
-                             "run mode 3 (test_input) compares a test set with this work_dir's images.")
+    found = [df for df in (_split_leakage(t), t.table(t.work.cross_similarity_parquet)) if df is not None]
+    if not found:
+        return _not_computed("leakage", title, "pairs", t.work.leakage_csv,
+                             "give labels with a split column, or run mode 3 (test_input) against a training set.")
+    schema = {"from": pl.Int64, "to": pl.Int64, "distance": pl.Float64, "filename_from": pl.String,
+              "filename_to": pl.String}
+    cross = pl.concat([df.select(list(schema)).cast(schema) for df in found])
     cross = cross.sort(["distance", "from", "to"], descending=[True, False, False])
     items = _pairs(t, cross.head(num_images).to_dicts(), ("filename_from", None), ("filename_to", "to"),
                    lambda r: (Badge("identical", "same"),) if r["distance"] >= 1.0 else ())
     return Section("leakage", title,
-                   "Test images that are near-duplicates of training images, most similar first.", "pairs",
-                   items, cross.height, note="No test image is similar to a training image.",
+                   "Held-out (test/validation) images that are near-duplicates of training images, most similar "
+                   "first.", "pairs", items, cross.height, note="No test image is similar to a training image.",
                    extra={"left_caption": "test image", "right_caption": "training image",
                           "score_label": "similarity"})
+
+
+def mislabels(t: WorkTables, num_images: int) -> Section:
+    title = "Likely wrong labels"
+    issues = t.table(t.work.label_issues_parquet)
+    if issues is None:
+        return _not_computed("mislabels", title, "groups", t.work.label_issues_parquet,
+                             "give labels (--labels CSV, annotations=..., or labels from folder names).")
+    flagged = issues.filter(pl.col("status").is_in(["wrong", "ambiguous"])).sort(
+        [pl.col("status") == "wrong", "score", "index"], descending=[True, True, False])
+    top = flagged.head(num_images).to_dicts()
+    paths = dict(zip(issues["index"].to_list(), issues["filename"].to_list()))
+    prefetch([paths[i] for r in top for i in [r["index"], *r["neighbours"][:MAX_MEMBERS]] if i in paths])
+    groups = []
+    for r in top:
+        neighbours = [i for i in r["neighbours"] if i in paths]
+        verdict = (Badge("likely wrong", "warn"),) if r["status"] == "wrong" else (
+            Badge("ambiguous: neighbours disagree", "info"),)
+        groups.append(Group(
+            f"labeled {r['label']} \u2192 suggested {r['suggested_label']}",
+            [Item(t.tile(paths[i], i)) for i in neighbours[:MAX_MEMBERS]],
+            max(0, len(neighbours) - MAX_MEMBERS),
+            (("score", _fmt(r["score"])), ("agreement", _fmt(r["agreement"])), ("labeled neighbours", str(r["support"]))),
+            verdict, head=t.tile(r["filename"], r["index"]), head_caption=f"given label: {r['label']}"))
+    return Section("mislabels", title,
+                   "Images whose nearest neighbours mostly carry another label (score = 1 - the neighbours' "
+                   "similarity-weighted vote for the given label), with those neighbours; ambiguous ones after.",
+                   "groups", groups, flagged.height, note="No label looks wrong.")

@@ -60,6 +60,7 @@ class Group:
     facts: tuple[tuple[str, str], ...] = ()
     badges: tuple[Badge, ...] = ()
     head: Tile | None = None
+    head_caption: str = "query image"
 
 
 @dataclass(frozen=True)
