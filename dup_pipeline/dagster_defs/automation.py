@@ -80,6 +80,8 @@ def build_audit_job(dataset: str) -> dg.JobDefinition:
             names += ["faiss_index", "similarity", "outliers", "components", "pagerank_degree"]
         if summary.labels is not None:
             names += ["label_issues", "leakage"]
+        if summary.report is not None:
+            names.append("report")
         for name in names:
             yield dg.AssetMaterialization([dataset, name], metadata={"audit_ranges_scanned": len(scanned)})
         audit = write_audit_summary(work)

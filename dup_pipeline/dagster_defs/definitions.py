@@ -12,6 +12,7 @@ from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.executors import executor_from_environment
 from dup_pipeline.dagster_defs.graph_assets import build_graph_assets
 from dup_pipeline.dagster_defs.label_assets import build_label_assets
+from dup_pipeline.dagster_defs.report_assets import build_report_asset
 from dup_pipeline.dagster_defs.resources import DatasetResource
 from dup_pipeline.dagster_defs.scan_assets import (
     build_scan_assets,
@@ -25,6 +26,7 @@ def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definit
     assets = build_scan_assets(name) + build_graph_assets(name, dataset.compare_to)
     if dataset.has_labels:
         assets += build_label_assets(name)
+    assets.append(build_report_asset(name, dataset.has_labels))
     manifest = dg.AssetSelection.assets([name, "file_manifest"])
     ranges = dg.AssetSelection.assets([name, "bad_files"], [name, "image_stats"], [name, "features"])
     index = dg.AssetSelection.assets([name, "faiss_index"])
@@ -32,6 +34,7 @@ def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definit
                                              [name, "pagerank_degree"])
     if dataset.has_labels:
         graph = graph | dg.AssetSelection.assets([name, "label_issues"], [name, "leakage"])
+    graph = graph | dg.AssetSelection.assets([name, "report"])
     tables = dg.AssetSelection.assets([name, "dataset_bad_files"], [name, "dataset_image_stats"],
                                       [name, "feature_matrix"])
     jobs = [

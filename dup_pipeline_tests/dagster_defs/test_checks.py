@@ -37,3 +37,6 @@ def test_label_assets_and_checks_pass_and_fail(demo_dataset, tmp_path):
     assert strict_checks["leakage_pairs"].metadata["leakage_pairs"].value == 4
     mislabels = pl.read_csv(tmp_path / "strict" / "mislabels.csv")
     assert mislabels.height == len(demo_dataset.ground_truth()["wrong_labels"])
+    report = instance.get_latest_materialization_event(dg.AssetKey(["strict", "report"])).asset_materialization
+    assert "likely wrong labels**: 4" in report.metadata["summary"].value
+    assert report.metadata["path"].path == str(tmp_path / "strict" / "report" / "index.html")
