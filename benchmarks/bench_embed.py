@@ -9,7 +9,8 @@ like with like on a noisy machine:
 
 - ``decode+stats``: our scan without embedding;
 - ``model alone``: the default model on prepared 224x224 batches of 32 (no decoding);
-- ``decode+embed``: our full feature extraction (cold work_dir);
+- ``decode+embed``: our full feature extraction (cold work_dir), with the default model and with
+  the opt-in int8 variant (``efficientnet_lite0_int8``);
 - ``fastdup``: fastdup's run on the same folder, when ``--fastdup-python`` names a venv with it
   (fastdup is never a dependency of this project; see benchmarks/fastdup_peer.py).
 """
@@ -34,7 +35,7 @@ def _peak_mib() -> float:
 def child(kind: str, folder: str, work: str, model: str) -> dict:
     from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, run_pipeline
 
-    config = PipelineConfig(folder, work, model=ModelConfig(model_path=model or None))
+    config = PipelineConfig(folder, work, model=ModelConfig(model_path=model or None), report=False)
     if kind == "model":
         import numpy as np
 
@@ -48,7 +49,7 @@ def child(kind: str, folder: str, work: str, model: str) -> dict:
             done += len(batch)
         return {"images": done, "seconds": time.perf_counter() - started, "peak_rss_mib": _peak_mib()}
     started = time.perf_counter()
-    summary = run_pipeline(config, features=(kind == "embed"))
+    summary = run_pipeline(config, features=(kind == "embed"), run_mode=1)
     return {"images": summary.files, "seconds": time.perf_counter() - started, "peak_rss_mib": _peak_mib()}
 
 
@@ -71,17 +72,19 @@ def main() -> None:
     images = args.folder / "images"
     generate(images, args.n)
     rows = []
-    for kind, label in (("scan", "decode+stats"), ("model", "model alone"), ("embed", "decode+embed")):
-        work = args.folder / f"work_{kind}"
+    steps = [("scan", "decode+stats", args.model), ("model", "model alone", args.model),
+             ("embed", "decode+embed", args.model), ("embed", "decode+embed int8", "efficientnet_lite0_int8")]
+    for kind, label, model in steps:
+        work = args.folder / f"work_{kind}_{model or 'default'}"
         shutil.rmtree(work, ignore_errors=True)
-        rows.append((label, _run_child([sys.executable, __file__, "--child", kind, str(images), str(work), args.model])))
+        rows.append((label, _run_child([sys.executable, __file__, "--child", kind, str(images), str(work), model])))
     if args.fastdup_python:
         peer = Path(__file__).with_name("fastdup_peer.py")
         r = _run_child([args.fastdup_python, str(peer), str(images), str(args.folder / "work_fastdup")])
         rows.append(("fastdup", {"images": r["files"], "seconds": r["seconds"], "peak_rss_mib": r["peak_rss_mib"]}))
-    print(f"{'step':<14} {'images':>7} {'seconds':>8} {'images/s':>9} {'peak RSS MiB':>13}")
+    print(f"{'step':<18} {'images':>7} {'seconds':>8} {'images/s':>9} {'peak RSS MiB':>13}")
     for label, r in rows:
-        print(f"{label:<14} {r['images']:>7} {r['seconds']:>8.1f} {r['images'] / r['seconds']:>9.1f} "
+        print(f"{label:<18} {r['images']:>7} {r['seconds']:>8.1f} {r['images'] / r['seconds']:>9.1f} "
               f"{r['peak_rss_mib']:>13.0f}")
 
 

@@ -42,7 +42,7 @@ def child(folder: str, work: str, threads: int) -> None:
     from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 
     started = time.perf_counter()
-    summary = run_pipeline(PipelineConfig(folder, work, num_threads=threads), features=False)
+    summary = run_pipeline(PipelineConfig(folder, work, num_threads=threads, report=False), features=False)
     elapsed = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"files": summary.files, "decoded": summary.decoded, "seconds": elapsed, "peak_rss_mib": peak_mib}))
