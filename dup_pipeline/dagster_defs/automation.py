@@ -30,7 +30,7 @@ def build_audit_job(dataset: str) -> dg.JobDefinition:
     key = resource_key(dataset)
     partitions = range_partitions(dataset)
 
-    @dg.op(name=f"{dataset}_refresh_manifest", required_resource_keys={key},
+    @dg.op(name=f"{dataset}_audit_manifest", required_resource_keys={key},
            out={"ranges": dg.DynamicOut(str), "files": dg.Out(int)})
     def refresh_manifest(context: dg.OpExecutionContext):
         """Update the manifest, register partitions, and emit the ranges whose outputs are stale."""
@@ -49,7 +49,7 @@ def build_audit_job(dataset: str) -> dg.JobDefinition:
             yield dg.DynamicOutput(range_key, output_name="ranges", mapping_key=range_key.replace("-", "_"))
         yield dg.Output(manifest.height, output_name="files")
 
-    @dg.op(name=f"{dataset}_scan_range", required_resource_keys={key})
+    @dg.op(name=f"{dataset}_audit_scan_range", required_resource_keys={key})
     def scan_one_range(context: dg.OpExecutionContext, range_key: str):
         """Decode one range once: bad files, statistics, embeddings (unchanged files reused)."""
         ds = dataset_resource(context, dataset)
@@ -65,7 +65,7 @@ def build_audit_job(dataset: str) -> dg.JobDefinition:
                                           metadata={"decoded_this_run": outcome.decoded, "reused": outcome.reused})
         yield dg.Output(range_key)
 
-    @dg.op(name=f"{dataset}_finish_audit", required_resource_keys={key})
+    @dg.op(name=f"{dataset}_audit_finish", required_resource_keys={key})
     def finish_audit(context: dg.OpExecutionContext, scanned: list[str], files: int):
         """Dataset tables, feature matrix, similarity stage, labels and the audit summary."""
         ds = dataset_resource(context, dataset)

@@ -48,7 +48,9 @@ def test_datasets_from_environment(tmp_path):
     datasets = datasets_from_environment({"DUP_PIPELINE_DATASETS": str(config)})
     assert set(datasets) == {"flowers", "cars"} and datasets["flowers"].range_size == 5
     defs = build_definitions(datasets)
+    dg.Definitions.validate_loadable(defs)  # what `dagster dev` does: e.g. op names must be unique
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"flowers/file_manifest", "cars/image_stats"} <= keys
     default = datasets_from_environment({"DUP_PIPELINE_DEMO_DIR": str(tmp_path / "d")})
     assert default["demo"].generate_demo_if_missing
+    dg.Definitions.validate_loadable(build_definitions(default))
