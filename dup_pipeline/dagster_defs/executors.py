@@ -46,7 +46,8 @@ def dask_executor() -> dg.ExecutorDefinition:
         from dagster_dask import dask_executor as library_executor
         from dagster_dask.executor import DaskExecutor
     except ImportError as exc:
-        raise ImportError("DUP_PIPELINE_EXECUTOR=dask needs dagster-dask: pip install dagster-dask==0.29.27") from exc
+        raise ImportError("DUP_PIPELINE_EXECUTOR=dask needs dagster-dask: "
+                          "pip install dagster-dask==0.29.27") from exc
 
     class StepwiseDaskExecutor(DaskExecutor):
         def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
@@ -83,8 +84,8 @@ def _execute_stepwise(executor, plan_context, execution_plan) -> Iterator[dg.Dag
             f"dask cluster type {executor.cluster_type!r} is not supported here: use 'local' or 'existing'")
     job_name, run_id = plan_context.job_name, plan_context.dagster_run.run_id
     instance_ref = plan_context.instance.get_ref()
-    yield dg.DagsterEvent.engine_event(plan_context, f"Executing steps on a {executor.cluster_type} Dask cluster",
-                                       EngineEventData())
+    yield dg.DagsterEvent.engine_event(
+        plan_context, f"Executing steps on a {executor.cluster_type} Dask cluster", EngineEventData())
     with contextlib.ExitStack() as stack:
         if executor.cluster_type == "local":
             cluster = stack.enter_context(dask.distributed.LocalCluster(**executor.build_dict(job_name)))
@@ -97,15 +98,16 @@ def _execute_stepwise(executor, plan_context, execution_plan) -> Iterator[dg.Dag
             if active.check_for_interrupts():
                 client.cancel(list(running))
                 active.mark_interrupted()
-                yield dg.DagsterEvent.engine_event(plan_context, "Dask executor: interrupted; cancelled running "
-                                                   f"steps {sorted(running.values())}", EngineEventData())
+                yield dg.DagsterEvent.engine_event(
+                    plan_context, f"Dask executor: interrupted; cancelled steps {sorted(running.values())}",
+                    EngineEventData())
                 raise DagsterExecutionInterruptedError()
             for step in active.get_steps_to_execute():
                 future = client.submit(
                     query_on_dask_worker, [], plan_context.reconstructable_job, plan_context.dagster_run,
                     plan_context.run_config, [step.key], instance_ref, active.get_known_state(),
-                    key=f"{job_name}.{run_id}.{step.key}", resources=get_dask_resource_requirements(step.tags),
-                    pure=False,
+                    key=f"{job_name}.{run_id}.{step.key}",  # unique per run on a shared scheduler
+                    resources=get_dask_resource_requirements(step.tags), pure=False,
                 )
                 running[future] = step.key
             finished = [f for f in running if f.done()]
@@ -113,7 +115,7 @@ def _execute_stepwise(executor, plan_context, execution_plan) -> Iterator[dg.Dag
                 step_key = running.pop(future)
                 try:
                     events = future.result()
-                except Exception:
+                except Exception:  # noqa: BLE001 - any failure of the Dask task fails the step
                     error = serializable_error_info_from_exc_info(sys.exc_info())
                     step_context = plan_context.for_step(active.get_step_by_key(step_key))
                     yield dg.DagsterEvent.engine_event(step_context, f"Dask task of step {step_key} failed",
