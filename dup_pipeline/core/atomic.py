@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_temp_files(folder: str | os.PathLike[str], older_than_seconds: float = 0.0) -> int:
+    """Delete the temporary files :func:`atomic_path` leaves when a process is killed mid-write."""
+    now = time.time()
+    removed = 0
+    for path in Path(folder).glob(".*.tmp"):
+        try:
+            if now - path.stat().st_mtime >= older_than_seconds:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:

@@ -57,7 +57,7 @@ class AuditSummary:
 
 def write_audit_summary(work: WorkDir, now: datetime | None = None) -> AuditSummary:
     """Compare with ``audits/latest.json``, then store this audit as the new latest."""
-    when = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     current = audit_snapshot(work)
     latest = work.root / "audits" / "latest.json"
     before = json.loads(latest.read_text()) if latest.exists() else None

@@ -2,7 +2,7 @@
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -17,6 +17,7 @@ class InputChanges:
     added: list[str]
     modified: list[str]
     removed: list[str]
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def any(self) -> bool:
@@ -25,7 +26,12 @@ class InputChanges:
     @property
     def digest(self) -> str:
         """Identifies this set of changes (a sensor's run key)."""
-        text = "\n".join(["+" + p for p in self.added] + ["~" + p for p in self.modified] + ["-" + p for p in self.removed])
+        def stamped(p: str) -> str:
+            size, mtime_ns = self.stamps.get(p, (-1, -1))
+            return f"{p}:{size}:{mtime_ns}"
+
+        text = "\n".join(["+" + stamped(p) for p in self.added] + ["~" + stamped(p) for p in self.modified]
+                         + ["-" + p for p in self.removed])
         return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
     def describe(self) -> str:
@@ -38,19 +44,19 @@ def input_changes(work: WorkDir, source: InputSpec) -> InputChanges:
     if not work.manifest.exists():
         return InputChanges(paths, [], [])
     manifest = pl.read_parquet(work.manifest, columns=["path", "size", "mtime_ns", "missing"])
-    known = {p: (s, m) for p, s, m, gone in manifest.iter_rows() if not gone}
+    known = {p: (s, m) for p, s, m, _ in manifest.iter_rows()}
+    gone = {p for p, _, _, missing in manifest.iter_rows() if missing}
     current = set(paths)
-    added, modified = [], []
+    added, modified, stamps = [], [], {}
     for path in paths:
-        if path not in known:
-            added.append(path)
-            continue
         try:
             st = os.stat(path)
+            stamps[path] = (st.st_size, st.st_mtime_ns)
         except OSError:
-            modified.append(path)
-            continue
-        if (st.st_size, st.st_mtime_ns) != known[path]:
-            modified.append(path)
-    removed = sorted(p for p in known if p not in current)
-    return InputChanges(added, modified, removed)
+            stamps[path] = (-1, -1)
+        if path not in known:
+            added.append(path)  # a new manifest row
+        elif path in gone or stamps[path] != known[path]:
+            modified.append(path)  # changed, or back after being removed: its row is reused
+    removed = sorted(p for p in known if p not in current and p not in gone)
+    return InputChanges(added, modified, removed, stamps)

@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from dup_pipeline.core.atomic import write_parquet
+from dup_pipeline.core.atomic import remove_temp_files, write_parquet
 from dup_pipeline.core.embed.crop import CropBox
 from dup_pipeline.core.embed.effnet_lite0 import imagenet_class_names
 from dup_pipeline.core.embed.model import (
@@ -32,7 +32,12 @@ from dup_pipeline.core.label_issues import (
 from dup_pipeline.core.labels import labels_from_folders, load_labels
 from dup_pipeline.core.manifest import build_manifest, exact_duplicate_groups
 from dup_pipeline.core.progress import ProgressSink, silent_progress
-from dup_pipeline.core.range_scan import FeatureSettings, RangeScanOutcome, scan_range
+from dup_pipeline.core.range_scan import (
+    FeatureSettings,
+    RangeScanOutcome,
+    features_tag,
+    scan_range,
+)
 from dup_pipeline.core.ranges import (
     DEFAULT_RANGE_SIZE,
     check_range_size,
@@ -84,6 +89,10 @@ class ModelConfig:
         if self.model_path in BUILT_IN_MODELS:
             return BUILT_IN_MODELS[self.model_path]()
         return inspect_model(self.model_path, self.output_name, self.normalization, self.input_size)
+
+    def features_tag(self, decode: DecodeSettings) -> str:
+        """What a range's embeddings depend on (to tell stale ranges without loading the model)."""
+        return features_tag(self.spec(), CropBox.parse(self.bounding_box) if self.bounding_box else None, decode)
 
     def feature_settings(self, num_threads: int | None = None) -> FeatureSettings:
         """Load the model; the crop and batch size come along."""
@@ -221,6 +230,7 @@ def check_run_mode(run_mode: int) -> int:
 def update_manifest(work: WorkDir, source: InputSpec, progress: ProgressSink = silent_progress) -> pl.DataFrame:
     """Scan ``source`` and write ``manifest.parquet`` (append-only, hashes reused when unchanged)."""
     paths = discover_files(source)
+    remove_temp_files(work.root)  # left by a killed run; one run per work_dir at a time
     previous = pl.read_parquet(work.manifest) if work.manifest.exists() else None
     if not paths and (previous is None or previous.is_empty()):
         raise InputError(f"input {_describe(source)} contains no image files")

@@ -13,10 +13,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from dup_pipeline.core.atomic import atomic_path, write_json, write_parquet
+from dup_pipeline.core.atomic import (
+    atomic_path,
+    remove_temp_files,
+    write_json,
+    write_parquet,
+)
 from dup_pipeline.core.decode import DecodedImage
 from dup_pipeline.core.embed.crop import CropBox
-from dup_pipeline.core.embed.model import Embedder
+from dup_pipeline.core.embed.model import Embedder, ModelSpec
 from dup_pipeline.core.progress import Advance
 from dup_pipeline.core.ranges import OffsetRange
 from dup_pipeline.core.scan import (
@@ -49,9 +54,13 @@ class FeatureSettings:
         return self.embedder.prepare(image)
 
     def tag(self, settings: DecodeSettings) -> str:
-        crop = asdict(self.crop) if self.crop else None
-        return json.dumps({"version": FEATURES_VERSION, "model": self.embedder.spec.model_id, "crop": crop,
-                           "decode": asdict(settings)}, sort_keys=True)
+        return features_tag(self.embedder.spec, self.crop, settings)
+
+
+def features_tag(spec: ModelSpec, crop: CropBox | None, settings: DecodeSettings) -> str:
+    """What the embeddings of a range depend on besides its files: model, crop and decoding."""
+    return json.dumps({"version": FEATURES_VERSION, "model": spec.model_id, "crop": asdict(crop) if crop else None,
+                       "decode": asdict(settings)}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -113,23 +122,24 @@ def _unchanged(rows: pl.DataFrame, previous: pl.DataFrame | None) -> set[int]:
 
 
 def is_range_current(work: WorkDir, manifest: pl.DataFrame, offset_range: OffsetRange,
-                     settings: DecodeSettings = DecodeSettings(), features: bool = True) -> bool:
-    """True when the range's outputs were computed from exactly its current manifest rows.
+                     settings: DecodeSettings = DecodeSettings(), feature_tag: str | None = None) -> bool:
+    """True when the range's outputs were computed from exactly its current manifest rows and settings.
 
-    Cheap (no decoding, no model): used by sensors and audits to request only stale ranges.
-    A changed model is not detected here; it changes every range's features tag instead.
+    Cheap (no decoding, no model run): audits use it to process only stale ranges. ``feature_tag``
+    (see :func:`features_tag`) also requires current embeddings. A product's ``.json`` state file is
+    written last, so it is the commit marker: without it the product counts as not computed.
     """
     folder = work.range_dir(offset_range)
-    rows = range_rows(manifest, offset_range).select(ROW_KEY)
-    products = ("scan", "features") if features else ("scan",)
-    for product in products:
+    rows = range_rows(manifest, offset_range)
+    products = {"scan": _scan_tag(settings)}
+    if feature_tag is not None:
+        products["features"] = feature_tag
+    for product, tag in products.items():
         try:
-            previous = pl.read_parquet(folder / f"{product}.rows.parquet")
-        except (OSError, pl.exceptions.PolarsError):
+            state = json.loads((folder / f"{product}.json").read_text())
+        except (OSError, ValueError):
             return False
-        if product == "scan" and json.loads((folder / "scan.json").read_text()).get("settings") != _scan_tag(settings):
-            return False
-        if not previous.equals(rows):
+        if state.get("fingerprint") != rows_fingerprint(rows, tag):
             return False
     return True
 
@@ -226,6 +236,7 @@ def scan_range(
     settings) are copied from it; only new or changed files are decoded, once for both products.
     """
     folder = work.range_dir(offset_range)
+    remove_temp_files(folder)  # half-written files of a killed run (one writer per range at a time)
     rows = range_rows(manifest, offset_range)
     all_indexes = set(rows["index"].to_list())
     scan_tag = _scan_tag(settings)

@@ -4,8 +4,9 @@ sensor that starts it when images are added or changed.
 The audit job is an op graph over the same core functions as the assets. It reports
 materializations of the dataset's assets, so the asset catalog shows what each audit produced.
 Range steps fan out dynamically (only stale ranges) and run in parallel with the multiprocess
-executor (or any distributed executor); a killed audit re-executed from failure redoes only the
-unfinished ranges, and even a fresh audit skips ranges whose outputs are current.
+executor (or any distributed executor). After a kill, a new audit processes only the unfinished
+ranges; a re-execution "from failure" also ends complete, because the finish step completes any
+range that is still stale. Runs carry the tag ``dup_pipeline/dataset`` for per-dataset run limits.
 """
 
 import dagster as dg
@@ -13,16 +14,26 @@ import polars as pl
 
 from dup_pipeline.core.audit import write_audit_summary
 from dup_pipeline.core.changes import input_changes
-from dup_pipeline.core.pipeline import finish_run, update_manifest
+from dup_pipeline.core.pipeline import PipelineConfig, finish_run, update_manifest
 from dup_pipeline.core.progress import logging_progress
 from dup_pipeline.core.range_scan import is_range_current, range_rows, scan_range
 from dup_pipeline.core.ranges import OffsetRange, offset_ranges
+from dup_pipeline.core.workdir import WorkDir
 from dup_pipeline.dagster_defs.resources import DatasetResource
+
+DATASET_TAG = "dup_pipeline/dataset"
 from dup_pipeline.dagster_defs.scan_assets import (
     dataset_resource,
     range_partitions,
     resource_key,
 )
+
+
+def stale_ranges(config: PipelineConfig, work: WorkDir, manifest: pl.DataFrame) -> list[str]:
+    """Keys of the offset ranges whose scan or embeddings do not match the manifest and settings."""
+    tag = config.model.features_tag(config.decode)
+    return [r.key for r in offset_ranges(manifest.height, config.range_size)
+            if not is_range_current(work, manifest, r, config.decode, tag)]
 
 
 def build_audit_job(dataset: str) -> dg.JobDefinition:
@@ -43,7 +54,7 @@ def build_audit_job(dataset: str) -> dg.JobDefinition:
         context.instance.add_dynamic_partitions(partitions.name, [k for k in keys if k not in known])
         yield dg.AssetMaterialization([dataset, "file_manifest"], metadata={"files": manifest.height,
                                                                            "path": dg.MetadataValue.path(str(work.manifest))})
-        stale = [k for k in keys if not is_range_current(work, manifest, OffsetRange.parse(k), config.decode)]
+        stale = stale_ranges(config, work, manifest)
         context.log.info(f"{len(stale)} of {len(keys)} offset ranges need work: {stale[:20]}")
         for range_key in stale:
             yield dg.DynamicOutput(range_key, output_name="ranges", mapping_key=range_key.replace("-", "_"))
@@ -71,8 +82,13 @@ def build_audit_job(dataset: str) -> dg.JobDefinition:
         ds = dataset_resource(context, dataset)
         config, work = ds.pipeline_config(), ds.workdir()
         manifest = pl.read_parquet(work.manifest)
-        summary = finish_run(config, work, manifest, [], config.model.feature_settings(),
-                             progress=logging_progress(context.log.info))
+        features = config.model.feature_settings()
+        missed = stale_ranges(config, work, manifest)
+        if missed:  # e.g. a re-execution from failure that skipped range steps which never started
+            context.log.warning(f"completing {len(missed)} offset ranges the fan-out did not finish: {missed[:20]}")
+        for range_key in missed:
+            scan_range(work, manifest, OffsetRange.parse(range_key), config.decode, config.threads, None, features)
+        summary = finish_run(config, work, manifest, [], features, progress=logging_progress(context.log.info))
         for line in summary.lines():
             context.log.info(line)
         names = ["dataset_bad_files", "dataset_image_stats", "feature_matrix"]
@@ -94,7 +110,7 @@ def build_audit_job(dataset: str) -> dg.JobDefinition:
         finish_audit(ranges.map(scan_one_range).collect(), files)
 
     return audit.to_job(
-        name=f"{dataset}_audit_job",
+        name=f"{dataset}_audit_job", tags={DATASET_TAG: dataset},
         description=f"Audit {dataset}: update the manifest, process stale offset ranges in parallel, then "
         "tables, similarity, labels and a summary of what changed since the previous audit.",
     )
@@ -121,6 +137,7 @@ def build_new_images_sensor(dataset: str, job: dg.JobDefinition) -> dg.SensorDef
         if not changes.any:
             return dg.SkipReason("no new, changed or removed images")
         known_rows = pl.scan_parquet(work.manifest).select(pl.len()).collect().item() if work.manifest.exists() else 0
+        # only paths the manifest never had get new rows (a file that comes back reuses its row)
         keys = [r.key for r in offset_ranges(known_rows + len(changes.added), ds.range_size)]
         registered = set(context.instance.get_dynamic_partitions(partitions.name))
         new_keys = [k for k in keys if k not in registered]

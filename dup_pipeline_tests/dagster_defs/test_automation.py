@@ -249,9 +249,6 @@ def test_sensor_requests_audits_only_for_new_or_changed_images(tmp_path):
     assert evaluate().skip_message == "no new, changed or removed images"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: InputChanges.digest (dup_pipeline/core/changes.py) hashes paths "
-                   "only, so a second change of the same file repeats an already used run_key and the sensor "
-                   "daemon drops the run request")
 def test_sensor_run_key_differs_when_the_same_file_changes_again(tmp_path):
     images = tmp_path / "images"
     make_images(images, 6)
@@ -429,8 +426,6 @@ def test_killed_audit_resumes_without_redoing_finished_ranges(killed_audit, tmp_
     assert_same_outputs(read_outputs(work, killed_audit["images"]), killed_audit["expected"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: atomic_path (dup_pipeline/core/atomic.py) leaves its "
-                   "'.<name>.*.tmp' file behind when the process is killed, and nothing removes it later")
 def test_resumed_audit_removes_half_written_files(killed_audit, tmp_path, dagster_home):
     work, config = resume_copy(killed_audit, tmp_path, dagster_home)
     unfinished = next(k for k in KILL_RANGES if k not in killed_audit["finished"])
@@ -443,10 +438,6 @@ def test_resumed_audit_removes_half_written_files(killed_audit, tmp_path, dagste
     assert not [p for p in work.rglob("*") if p.name.endswith(".tmp")]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: is_range_current (dup_pipeline/core/range_scan.py) trusts "
-                   "<product>.rows.parquet, which _save_state writes before <product>.json: a kill between "
-                   "the two wedges the audit (scan.json read unguarded) or drops the range's images "
-                   "(features.json unchecked)")
 @pytest.mark.parametrize("product", ["scan", "features"])
 def test_audit_recovers_from_a_kill_between_the_two_state_writes(killed_audit, tmp_path, product):
     work, config = resume_copy(killed_audit, tmp_path)
@@ -457,10 +448,6 @@ def test_audit_recovers_from_a_kill_between_the_two_state_writes(killed_audit, t
     assert_same_outputs(read_outputs(work, killed_audit["images"]), killed_audit["expected"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: re-executing the killed audit from failure runs only the "
-                   "in-flight range step; never-started dynamic steps are dropped (dagster-io/dagster#19490, "
-                   "#30248) and the audit's finish op (automation.py) assembles the tables from the ranges "
-                   "on disk, so the run succeeds with images missing")
 def test_killed_audit_reexecuted_from_failure_is_complete(killed_audit, tmp_path, dagster_home,
                                                           monkeypatch):
     work, config = resume_copy(killed_audit, tmp_path, dagster_home)
