@@ -1,10 +1,12 @@
 """Benchmark: manifest + decode + image statistics (no embedding) throughput and peak memory.
 
-    python benchmarks/bench_scan.py --n 10000 --folder /tmp/bench_scan
+    python benchmarks/bench_scan.py --n 10000 --folder /tmp/bench_scan \
+        [--fastdup-python /path/to/fastdup_venv/bin/python]
 
 Generates ``--n`` JPEGs of realistic sizes (640x480, 1024x768, 1920x1080, round robin) once,
 then runs the scan in a fresh child process (so its peak RSS is the scan's own), cold (empty
-work_dir) and warm (rerun: everything reused). Prints images/s and peak RSS.
+work_dir) and warm (rerun: everything reused), and fastdup's stats-only mode on the same folder
+when ``--fastdup-python`` names a venv where it is installed. Prints images/s and peak RSS.
 """
 
 import argparse
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--folder", type=Path, default=Path("/tmp/bench_scan"))
     parser.add_argument("--threads", type=int, default=-1)
+    parser.add_argument("--fastdup-python", default="", help="python of a venv where fastdup is installed")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -72,6 +75,13 @@ def main() -> None:
         r = json.loads(out.strip().splitlines()[-1])
         print(f"{label:<6} {r['files']:>7} {r['decoded']:>8} {r['seconds']:>8.1f} "
               f"{r['files'] / r['seconds']:>9.0f} {r['peak_rss_mib']:>13.0f}")
+    if args.fastdup_python:
+        peer = Path(__file__).with_name("fastdup_peer.py")
+        out = subprocess.run([args.fastdup_python, str(peer), str(images), str(args.folder / "work_fastdup"),
+                              "--stats-only"], check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"{'fastdup':<6} {r['files']:>7} {r['files']:>8} {r['seconds']:>8.1f} "
+              f"{r['files'] / r['seconds']:>9.0f} {r.get('peak_rss_self_mib', r['peak_rss_mib']):>13.0f}")
 
 
 if __name__ == "__main__":
