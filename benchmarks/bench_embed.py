@@ -81,7 +81,8 @@ def main() -> None:
     if args.fastdup_python:
         peer = Path(__file__).with_name("fastdup_peer.py")
         r = _run_child([args.fastdup_python, str(peer), str(images), str(args.folder / "work_fastdup")])
-        rows.append(("fastdup", {"images": r["files"], "seconds": r["seconds"], "peak_rss_mib": r["peak_rss_mib"]}))
+        rows.append(("fastdup", {"images": r["files"], "seconds": r["seconds"],
+                                 "peak_rss_mib": r.get("peak_rss_self_mib", r["peak_rss_mib"])}))
     print(f"{'step':<18} {'images':>7} {'seconds':>8} {'images/s':>9} {'peak RSS MiB':>13}")
     for label, r in rows:
         print(f"{label:<18} {r['images']:>7} {r['seconds']:>8.1f} {r['images'] / r['seconds']:>9.1f} "
