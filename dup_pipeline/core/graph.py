@@ -99,7 +99,11 @@ def outliers(sims: np.ndarray, ids: np.ndarray, lower_threshold: float = 0.05) -
     cutoff = np.partition(nearest_sim[has], count - 1)[count - 1]
     chosen = np.flatnonzero(has & (nearest_sim <= cutoff))
     return pl.DataFrame(
-        {"outlier": chosen, "nearest": ids[chosen, best[chosen]], "distance": nearest_sim[chosen].astype(np.float32)}
+        {
+            "outlier": chosen,
+            "nearest": ids[chosen, best[chosen]],
+            "distance": nearest_sim[chosen].astype(np.float32),
+        }
     ).sort(["distance", "outlier"])
 
 
@@ -114,7 +118,9 @@ def _node_ids(nodes: int | np.ndarray) -> np.ndarray:
     return node_ids
 
 
-def _edges(pairs: pl.DataFrame, node_ids: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _edges(
+    pairs: pl.DataFrame, node_ids: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unique undirected edges with distance >= threshold, as positions into ``node_ids``."""
     missing = {"from", "to", "distance"} - set(pairs.columns)
     if missing:
@@ -222,7 +228,9 @@ def connected_components(
     return cc, info
 
 
-def _pagerank(adjacency: sp.csr_matrix, strength: np.ndarray, damping: float, tol: float, max_iter: int) -> np.ndarray:
+def _pagerank(
+    adjacency: sp.csr_matrix, strength: np.ndarray, damping: float, tol: float, max_iter: int
+) -> np.ndarray:
     """Power iteration as networkx: uniform teleport; nodes without edges spread rank uniformly."""
     n = adjacency.shape[0]
     dangling = strength == 0
@@ -247,9 +255,9 @@ def pagerank_degree(
     """PageRank and degree on the similarity-weighted graph of pairs with distance >= ``threshold``.
 
     Returns ``__id, pagerank, degree, weighted_degree`` in ``nodes`` order. PageRank equals
-    ``networkx.pagerank(G, alpha=damping, tol=tol, max_iter=max_iter)`` with similarities as edge weights (sums to 1;
-    isolated nodes spread their rank uniformly), computed by power iteration on a scipy CSR matrix.
-    ``degree`` counts neighbours, ``weighted_degree`` sums their similarities.
+    ``networkx.pagerank(G, alpha=damping, tol=tol, max_iter=max_iter)`` with similarities as edge
+    weights (sums to 1; isolated nodes spread their rank uniformly), computed by power iteration on
+    a scipy CSR matrix. ``degree`` counts neighbours, ``weighted_degree`` sums their similarities.
     """
     node_ids = _node_ids(nodes)
     if threshold <= 0:

@@ -107,7 +107,9 @@ def _apply_params(index: faiss.Index, faiss_mode: str, faiss_param: str) -> None
         try:
             number = float(value if sep and name else "missing")
         except ValueError:
-            raise ValueError(f"faiss_param must look like 'efSearch=128,nprobe=16', got item {item!r}") from None
+            raise ValueError(
+                f"faiss_param must look like 'efSearch=128,nprobe=16', got item {item!r}"
+            ) from None
         try:
             space.set_index_parameter(index, name, number)
         except RuntimeError:
@@ -143,7 +145,9 @@ def build_index(
     try:
         index = faiss.index_factory(d, faiss_mode, metric)
     except RuntimeError as err:
-        raise ValueError(f"faiss_mode {faiss_mode!r} is not a valid faiss.index_factory string: {err}") from None
+        raise ValueError(
+            f"faiss_mode {faiss_mode!r} is not a valid faiss.index_factory string: {err}"
+        ) from None
     with _threads(num_threads):
         if not index.is_trained:
             rows = np.sort(np.random.default_rng(0).choice(n, size=min(train_sample, n), replace=False))

@@ -1,0 +1,173 @@
+import os
+
+import faiss
+import numpy as np
+import pytest
+
+from dup_pipeline.core import index as ix
+from dup_pipeline.core.graph import knn_pairs
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[np.ndarray, set[tuple[int, int]]]:
+    """2000 random unit vectors in 64-d with 20 planted near-duplicate pairs (cos ~0.99)."""
+    rng = np.random.default_rng(0)
+    x = unit(rng.standard_normal((2000, 64)))
+    a = rng.choice(1000, 20, replace=False)
+    b = 1000 + rng.choice(1000, 20, replace=False)
+    x[b] = unit(x[a] + 0.1 * unit(rng.standard_normal((20, 64))))
+    return x, {(min(i, j), max(i, j)) for i, j in zip(a.tolist(), b.tolist())}
+
+
+def found_pairs(index: faiss.Index, x: np.ndarray, distance: str = "cosine", threshold: float = 0.9) -> set:
+    sims, ids = ix.search(index, x, k=5, distance=distance)
+    return set(knn_pairs(sims, ids, threshold).select("from", "to").iter_rows())
+
+
+def test_flat_finds_planted_pairs_exactly(planted):
+    x, expected = planted
+    assert found_pairs(ix.build_index(x, "Flat"), x) == expected
+
+
+def test_hnsw_recall_against_flat(planted):
+    x, expected = planted
+    _, exact = ix.search(ix.build_index(x, "Flat"), x, k=10)
+    hnsw = ix.build_index(x, "HNSW32", faiss_param="efSearch=64")
+    _, approx = ix.search(hnsw, x, k=10)
+    recall = np.mean([len(set(e) & set(a)) / 10 for e, a in zip(exact, approx)])
+    assert recall > 0.95
+    assert found_pairs(hnsw, x) == expected
+
+
+def test_ivf_is_trained_on_a_sample(planted):
+    x, expected = planted
+    index = ix.build_index(x, "IVF16,Flat", faiss_param="nprobes=16", train_sample=500)
+    assert index.is_trained and index.ntotal == len(x)
+    assert faiss.extract_index_ivf(index).nprobe == 16  # fastdup's "nprobes" spelling accepted
+    assert found_pairs(index, x) == expected
+
+
+@pytest.mark.parametrize("distance", ["cosine", "euclidean", "squared_euclidean", "manhattan"])
+def test_each_distance_returns_exact_similarities(distance, planted):
+    x = planted[0][:300] * 2.0  # not unit length: cosine must normalize, the others must not
+    sims, ids = ix.search(ix.build_index(x, "Flat", distance=distance), x, k=4, distance=distance)
+    np.testing.assert_array_equal(ids[:, 0], np.arange(300))
+    np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)
+    assert np.all(np.diff(sims, axis=1) <= 1e-6)
+    exact = ix.pairwise_similarity(x[:5], x, distance)
+    np.testing.assert_allclose(sims[:5, 1], np.take_along_axis(exact, ids[:5, 1:2], 1)[:, 0], rtol=1e-4)
+    d = {"cosine": None, "euclidean": np.linalg.norm(x[0] - x[1]), "manhattan": np.abs(x[0] - x[1]).sum()}
+    d["squared_euclidean"] = d["euclidean"] ** 2
+    want = x[0] @ x[1] / 4.0 if distance == "cosine" else 1 / (1 + d[distance])
+    assert exact[0, 1] == pytest.approx(want, rel=1e-4)
+
+
+def test_manhattan_with_quantized_mode_raises_naming_allowed_modes(planted):
+    x, _ = planted
+    with pytest.raises(ValueError, match=r"manhattan.*Flat, HNSW<M>.*IVF<nlist>,Flat.*HNSW32,SQ8"):
+        ix.build_index(x, "HNSW32,SQ8", distance="manhattan")
+    with pytest.raises(ValueError, match="faiss_mode"):
+        ix.build_index(x, "IVF16,PQ8", distance="manhattan")
+
+
+def test_manhattan_with_hnsw_works(planted):
+    x, expected = planted
+    index = ix.build_index(x, "HNSW32", distance="manhattan", faiss_param="efSearch=64")
+    assert index.metric_type == faiss.METRIC_L1
+    assert found_pairs(index, x, "manhattan", threshold=0.5) == expected  # 1/(1+L1): ~0.6 vs <0.2
+
+
+def test_bad_parameters_raise(planted):
+    x, _ = planted
+    index = ix.build_index(x[:50], "Flat")
+    with pytest.raises(ValueError, match=r"distance must be one of \['cosine', 'euclidean'"):
+        ix.build_index(x, distance="hamming")
+    with pytest.raises(ValueError, match="faiss_mode 'Nope'"):
+        ix.build_index(x, "Nope")
+    with pytest.raises(ValueError, match=r"does not match the index metric: use one of \['cosine'\]"):
+        ix.search(index, x, 3, distance="euclidean")
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        ix.search(index, x, 0)
+    with pytest.raises(ValueError, match="queries must have 64 columns"):
+        ix.search(index, x[:, :10], 3)
+    with pytest.raises(ValueError, match="num_threads"):
+        ix.search(index, x, 3, num_threads=0)
+    bad = x[:10].copy()
+    bad[7, 3] = np.nan
+    with pytest.raises(ValueError, match="row 7 contains NaN"):
+        ix.build_index(bad, "Flat")
+
+
+def test_faiss_param_is_applied_and_validated(planted):
+    x, _ = planted
+    hnsw = faiss.downcast_index(
+        ix.build_index(x[:100], "HNSW32", faiss_param="efSearch=175, efConstruction=80")
+    )
+    assert (hnsw.hnsw.efSearch, hnsw.hnsw.efConstruction) == (175, 80)
+    with pytest.raises(ValueError, match="faiss_param 'nprobe' is not supported by faiss_mode 'HNSW32'"):
+        ix.build_index(x[:100], "HNSW32", faiss_param="nprobes=10")
+    with pytest.raises(ValueError, match="faiss_param must look like"):
+        ix.build_index(x[:100], "HNSW32", faiss_param="efSearch")
+    with pytest.raises(ValueError, match="faiss_param must look like"):
+        ix.build_index(x[:100], "HNSW32", faiss_param="efSearch=lots")
+
+
+def test_memmap_input_is_streamed_not_modified(tmp_path, planted, monkeypatch):
+    x, _ = planted
+    path = tmp_path / "features.f32"
+    x2 = x * 3.0
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=x.shape)
+    mm[:] = x2
+    mm.flush()
+    features = np.memmap(path, dtype=np.float32, mode="r", shape=x.shape)
+    monkeypatch.setattr(ix, "ADD_BATCH", 300)  # several add batches
+    index = ix.build_index(features, "Flat")
+    np.testing.assert_array_equal(np.asarray(features), x2)
+    sims, ids = ix.search(index, features, k=3, batch=128)
+    ref_sims, ref_ids = ix.search(ix.build_index(x, "Flat"), x, k=3)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(sims, ref_sims, atol=1e-5)
+
+
+def test_missing_neighbours_are_minus_one_and_nan(planted):
+    x, _ = planted
+    sims, ids = ix.search(ix.build_index(x[:3], "Flat"), x[:3], k=5)
+    assert (ids[:, 3:] == -1).all() and np.isnan(sims[:, 3:]).all()
+    assert (ids[:, :3] >= 0).all() and not np.isnan(sims[:, :3]).any()
+
+
+def test_num_threads_is_restored(planted):
+    x, _ = planted
+    before = faiss.omp_get_max_threads()
+    ix.search(ix.build_index(x[:100], "HNSW32", num_threads=1), x[:100], 3, num_threads=1)
+    assert faiss.omp_get_max_threads() == before
+
+
+def test_save_load_round_trip_is_atomic(tmp_path, planted, monkeypatch):
+    x, _ = planted
+    index = ix.build_index(x[:500], "HNSW32", faiss_param="efSearch=99")
+    path = tmp_path / "knn.index"
+    ix.save_index(index, path)
+    ix.save_index(index, path)  # overwrite in place
+    assert os.listdir(tmp_path) == ["knn.index"]
+    loaded = ix.load_index(path)
+    assert faiss.downcast_index(loaded).hnsw.efSearch == 99
+    for got, want in zip(ix.search(loaded, x[:50], 5), ix.search(index, x[:50], 5)):
+        np.testing.assert_array_equal(got, want)
+
+    def failing_write(_index, tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    original = path.read_bytes()
+    monkeypatch.setattr(ix.faiss, "write_index", failing_write)
+    with pytest.raises(RuntimeError, match="disk full"):
+        ix.save_index(index, path)
+    assert os.listdir(tmp_path) == ["knn.index"] and path.read_bytes() == original
+    with pytest.raises(FileNotFoundError):
+        ix.load_index(tmp_path / "missing.index")
