@@ -98,7 +98,7 @@ def pairwise_similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") 
     return to_similarity(faiss.pairwise_distances(a, b, metric), distance)
 
 
-def _apply_params(index: faiss.Index, faiss_mode: str, faiss_param: str) -> None:
+def apply_params(index: faiss.Index, faiss_mode: str, faiss_param: str) -> None:
     """Apply ``"name=value,..."`` (``nprobes`` is accepted for fastdup's ``nprobe``)."""
     space = faiss.ParameterSpace()
     for item in filter(None, (s.strip() for s in faiss_param.split(","))):
@@ -152,7 +152,7 @@ def build_index(
         if not index.is_trained:
             rows = np.sort(np.random.default_rng(0).choice(n, size=min(train_sample, n), replace=False))
             index.train(_rows(features, rows, distance))
-        _apply_params(index, faiss_mode, faiss_param)
+        apply_params(index, faiss_mode, faiss_param)
         for start in range(0, n, ADD_BATCH):
             index.add(_rows(features, slice(start, start + ADD_BATCH), distance))
     return index

@@ -22,7 +22,13 @@ from dup_pipeline.core.graph import (
     outliers,
     pagerank_degree,
 )
-from dup_pipeline.core.index import build_index, load_index, save_index, search
+from dup_pipeline.core.index import (
+    apply_params,
+    build_index,
+    load_index,
+    save_index,
+    search,
+)
 from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.progress import ProgressSink, silent_progress
 from dup_pipeline.core.workdir import WorkDir
@@ -66,8 +72,20 @@ class GraphConfig:
             raise ValueError(f"lower_threshold must be in [0, 1), got {self.lower_threshold!r}")
 
     @property
+    def search_params(self) -> str:
+        """``faiss_param``, or a default that keeps near-duplicate recall high: HNSW's efSearch=64
+        (faiss's 16 missed 11-27% of planted pairs in benchmarks/bench_graph.py), IVF's nprobe=16."""
+        if self.faiss_param:
+            return self.faiss_param
+        if self.faiss_mode.startswith("HNSW"):
+            return "efSearch=64"
+        if self.faiss_mode.startswith("IVF"):
+            return "nprobe=16"
+        return ""
+
+    @property
     def index_tag(self) -> dict:
-        return {"faiss_mode": self.faiss_mode, "faiss_param": self.faiss_param, "distance": self.distance}
+        return {"faiss_mode": self.faiss_mode, "distance": self.distance}
 
 
 @dataclass(frozen=True)
@@ -109,7 +127,7 @@ def update_index(work: WorkDir, features: FeatureMatrix, config: GraphConfig, nu
         index.add(np.ascontiguousarray(new, dtype=np.float32))
         added = n - old_rows
     else:
-        index = build_index(features.matrix, config.faiss_mode, config.distance, config.faiss_param,
+        index = build_index(features.matrix, config.faiss_mode, config.distance, config.search_params,
                             num_threads=num_threads)
         added = n
     save_index(index, work.faiss_index)
@@ -164,11 +182,12 @@ def find_neighbours(
 ) -> Neighbours:
     """Search every image's ``nearest_neighbors_k`` neighbours in ``faiss.index`` (cached in ``knn.npz``)."""
     state = json.loads(work.index_meta.read_text())
-    fingerprint = _digest(GRAPH_VERSION, state, config.nearest_neighbors_k)
+    fingerprint = _digest(GRAPH_VERSION, state, config.nearest_neighbors_k, config.search_params)
     if _fresh(work.knn_meta, fingerprint):
         data = np.load(work.knn)
         return Neighbours(data["rows"], data["sims"], data["ids"], fingerprint)
     index = load_index(work.faiss_index)
+    apply_params(index, config.faiss_mode, config.search_params)
     n = features.matrix.shape[0]
     k = min(config.nearest_neighbors_k + 1, max(n, 1))
     sims, ids = search(index, features.matrix, k, config.distance, num_threads=num_threads)
@@ -288,6 +307,7 @@ def cross_similarity(
     """
     out = out or work
     index = load_index(work.faiss_index)
+    apply_params(index, config.faiss_mode, config.search_params)
     k = min(config.nearest_neighbors_k, max(index.ntotal, 1))
     sims, ids = search(index, test.matrix, k, config.distance, num_threads=num_threads)
     train_rows = train.index["index"].to_numpy()
