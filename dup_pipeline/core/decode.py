@@ -18,7 +18,9 @@ DEFAULT_MIN_SIDE = 10
 DEFAULT_WORK_SIDE = 256
 ROTATING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
-# We enforce our own pixel limit (``max_pixels``) and report it as a bad file.
+# We enforce our own pixel limit (``max_pixels``, checked from the header before decoding) and
+# report it as a bad file, so Pillow's own, lower limit must not refuse larger settings first.
+Image.MAX_IMAGE_PIXELS = None
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 BAD_REASONS: dict[str, str] = {

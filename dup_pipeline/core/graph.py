@@ -82,8 +82,9 @@ def outliers(sims: np.ndarray, ids: np.ndarray, lower_threshold: float = 0.05) -
     """Images whose nearest-neighbour similarity is in the lowest ``lower_threshold`` fraction.
 
     One row per image (unlike fastdup, which counts pairs): ``outlier, nearest, distance`` with the
-    image's nearest non-self neighbour and their similarity, most outlying first. Ties at the cut-off
-    are all included; images with no neighbour found at all are skipped.
+    image's nearest non-self neighbour and their similarity, most outlying first. Exactly
+    ``ceil(lower_threshold * images)`` rows (ties broken by index); images with no neighbour found at
+    all are skipped.
     """
     _check_knn(sims, ids)
     if not 0.0 <= lower_threshold <= 1.0:
@@ -96,8 +97,8 @@ def outliers(sims: np.ndarray, ids: np.ndarray, lower_threshold: float = 0.05) -
     count = int(np.ceil(lower_threshold * has.sum()))
     if count == 0:
         return pl.DataFrame(schema={"outlier": pl.Int64, "nearest": pl.Int64, "distance": pl.Float32})
-    cutoff = np.partition(nearest_sim[has], count - 1)[count - 1]
-    chosen = np.flatnonzero(has & (nearest_sim <= cutoff))
+    candidates = np.flatnonzero(has)
+    chosen = np.sort(candidates[np.argsort(nearest_sim[candidates], kind="stable")[:count]])
     return pl.DataFrame(
         {
             "outlier": chosen,

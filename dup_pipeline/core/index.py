@@ -194,6 +194,16 @@ def search(
     return sims, ids
 
 
+def add_rows(index: faiss.Index, features: np.ndarray, start: int, distance: str = "cosine",
+             num_threads: int | None = None) -> int:
+    """Append ``features[start:]`` to ``index`` in batches (a memmap is streamed); return rows added."""
+    n = features.shape[0]
+    with _threads(num_threads):
+        for first in range(start, n, ADD_BATCH):
+            index.add(_rows(features, slice(first, min(n, first + ADD_BATCH)), distance))
+    return max(0, n - start)
+
+
 def save_index(index: faiss.Index, path: str | os.PathLike) -> None:
     """Write ``index`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     with atomic_path(path) as tmp:

@@ -9,6 +9,7 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff"}
 )
 LIST_FILE_EXTENSIONS = frozenset({".txt", ".csv", ".lst"})
+PATH_COLUMNS = ("filename", "path", "filepath", "file", "image")
 
 InputSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -22,7 +23,8 @@ def discover_files(source: InputSpec) -> list[str]:
 
     A folder is scanned recursively for files with an image extension (symlinked folders are
     followed once; loops are cut). A ``.txt``/``.csv``/``.lst`` file lists one path per line
-    (a CSV's ``filename`` column, else its first column; relative paths are taken relative to
+    (a CSV's ``filename``/``path``/``filepath``/``file``/``image`` column, else its first column, skipping a
+    header row; relative paths are taken relative to
     the list file's folder). A list or tuple of paths is used as given. Listed files are kept
     even when their extension is not an image's, so they are reported as bad files later.
     """
@@ -64,13 +66,17 @@ def _scan_folder(root: Path) -> Iterable[str]:
 
 def _read_list_file(list_file: Path) -> Iterable[str]:
     base = list_file.parent
-    with open(list_file, newline="", encoding="utf-8") as handle:
+    with open(list_file, newline="", encoding="utf-8-sig") as handle:
         if list_file.suffix.lower() == ".csv":
             rows = list(csv.reader(handle))
             column = 0
-            if rows and "filename" in [c.strip().lower() for c in rows[0]]:
-                column = [c.strip().lower() for c in rows[0]].index("filename")
+            header = [c.strip().lower() for c in rows[0]] if rows else []
+            named = [name for name in PATH_COLUMNS if name in header]
+            if named:
+                column = header.index(named[0])
                 rows = rows[1:]
+            elif rows and rows[0] and os.path.splitext(rows[0][0].strip())[1].lower() not in IMAGE_EXTENSIONS:
+                rows = rows[1:]  # a header row with another name
             entries = [row[column].strip() for row in rows if len(row) > column]
         else:
             entries = [line.strip() for line in handle]

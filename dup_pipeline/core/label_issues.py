@@ -11,11 +11,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from dup_pipeline.core.atomic import write_csv, write_parquet
-from dup_pipeline.core.similarity import Neighbours
+from dup_pipeline.core.similarity import Neighbours, with_names
 from dup_pipeline.core.workdir import WorkDir
-
-ISSUE_COLUMNS = ("index", "filename", "label", "suggested_label", "score", "status", "agreement", "support",
-                 "neighbours")
 
 
 @dataclass(frozen=True)
@@ -39,7 +36,8 @@ class LabelConfig:
 
 
 def label_issues(knn: Neighbours, labels: pl.DataFrame, config: LabelConfig = LabelConfig()) -> pl.DataFrame:
-    """One row per labeled image with a feature vector: ``ISSUE_COLUMNS``, highest score first."""
+    """One row per labeled image with a feature vector, highest score first: ``index, filename, label,
+    suggested_label, score, status, agreement, support, neighbours``."""
     label_of = dict(zip(labels.filter(pl.col("label").is_not_null())["index"].to_list(),
                         labels.filter(pl.col("label").is_not_null())["label"].to_list()))
     names = dict(zip(labels["index"].to_list(), labels["filename"].to_list()))
@@ -111,10 +109,7 @@ def split_leakage(pairs: pl.DataFrame, labels: pl.DataFrame, components: pl.Data
 
 
 def _named(df: pl.DataFrame, manifest: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
-    names = manifest.select("index", pl.col("path").alias("filename"))
-    for id_column, name_column in columns.items():
-        df = df.join(names.rename({"index": id_column, "filename": name_column}), on=id_column, how="left")
-    return df
+    return with_names(df, manifest.select("index", pl.col("path").alias("filename")), columns)
 
 
 def write_label_issues(work: WorkDir, manifest: pl.DataFrame, knn: Neighbours, pairs: pl.DataFrame,

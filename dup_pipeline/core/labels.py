@@ -39,7 +39,13 @@ def load_labels(source: Any, manifest: pl.DataFrame, input_root: str | os.PathLi
         raise LabelsError(f"labels need a 'filename' column; columns found: {df.columns}")
     if "label" not in df.columns and "split" not in df.columns:
         raise LabelsError(f"labels need a 'label' and/or 'split' column; columns found: {df.columns}")
-    base = Path(input_root) if input_root is not None and Path(input_root).is_dir() else Path.cwd()
+    if df["filename"].cast(pl.String).str.strip_chars().fill_null("").eq("").any():
+        raise LabelsError("labels have rows with an empty 'filename'")
+    base = Path.cwd()
+    if input_root is not None and Path(input_root).is_dir():
+        base = Path(input_root)
+    elif input_root is not None and Path(input_root).is_file():  # a list file: names relative to its folder
+        base = Path(input_root).parent
     resolved = [os.path.abspath(f if os.path.isabs(f) else base / f) for f in df["filename"].cast(pl.String)]
     df = df.with_columns(pl.Series("filename", resolved))
     duplicated = df.filter(pl.col("filename").is_duplicated())["filename"].unique().sort().to_list()

@@ -115,6 +115,14 @@ def _save_state(folder: Path, product: str, rows: pl.DataFrame, tag: str) -> Non
                folder / f"{product}.json")
 
 
+def _state_current(folder: Path, product: str, rows: pl.DataFrame, tag: str) -> bool:
+    """The product's commit marker names exactly these rows and settings."""
+    try:
+        return json.loads((folder / f"{product}.json").read_text()).get("fingerprint") == rows_fingerprint(rows, tag)
+    except (OSError, ValueError):
+        return False
+
+
 def _unchanged(rows: pl.DataFrame, previous: pl.DataFrame | None) -> set[int]:
     if previous is None:
         return set()
@@ -134,14 +142,7 @@ def is_range_current(work: WorkDir, manifest: pl.DataFrame, offset_range: Offset
     products = {"scan": _scan_tag(settings)}
     if feature_tag is not None:
         products["features"] = feature_tag
-    for product, tag in products.items():
-        try:
-            state = json.loads((folder / f"{product}.json").read_text())
-        except (OSError, ValueError):
-            return False
-        if state.get("fingerprint") != rows_fingerprint(rows, tag):
-            return False
-    return True
+    return all(_state_current(folder, product, rows, tag) for product, tag in products.items())
 
 
 def read_range_scan(work: WorkDir, offset_range: OffsetRange) -> ScanResult:
@@ -157,8 +158,13 @@ def read_range_features(work: WorkDir, offset_range: OffsetRange) -> RangeFeatur
     folder = work.range_dir(offset_range)
     if not (folder / "features.json").exists():
         return None
-    return RangeFeatures(pl.read_parquet(folder / "features_index.parquet"),
-                         np.load(folder / "features.npy", mmap_mode="r"))
+    try:
+        found = RangeFeatures(pl.read_parquet(folder / "features_index.parquet"),
+                              np.load(folder / "features.npy", mmap_mode="r"))
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
+    # a run killed between writing the vectors and their index leaves them out of step
+    return found if found.index.height == found.vectors.shape[0] else None
 
 
 def _top_classes(logits: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -246,7 +252,8 @@ def scan_range(
     feat_todo: set[int] = set()
     if features is not None:
         feat_tag = features.tag(settings)
-        feat_keep = _unchanged(rows, _previous_rows(folder, "features", feat_tag))
+        old_features = read_range_features(work, offset_range)
+        feat_keep = _unchanged(rows, _previous_rows(folder, "features", feat_tag)) if old_features else set()
         known_bad = set(old_scan.bad["index"].to_list()) & scan_keep
         feat_todo = all_indexes - feat_keep - known_bad
     todo = rows.filter(pl.col("index").is_in(list(scan_todo | feat_todo)))
@@ -268,7 +275,7 @@ def scan_range(
         if advance is not None:
             advance(1)
     bad, stats = old_scan.bad, old_scan.stats
-    if scan_todo or not (folder / "scan.json").exists():
+    if scan_todo or not _state_current(folder, "scan", rows, scan_tag):
         keep = pl.col("index").is_in(list(scan_keep))
         bad = pl.concat([bad.filter(keep), pl.DataFrame(bad_rows, schema=BAD_SCHEMA)]).sort("index")
         stats = pl.concat([stats.filter(keep), pl.DataFrame(stat_rows, schema=STATS_SCHEMA)]).sort("index")
@@ -279,8 +286,8 @@ def scan_range(
     if features is not None and batcher is not None:
         fresh = batcher.result(features.embedder.spec.dim)
         embedded = fresh.index.height
-        if feat_todo or not (folder / "features.json").exists():
-            merged = _merge_features(read_range_features(work, offset_range), feat_keep, fresh)
+        if feat_todo or not _state_current(folder, "features", rows, feat_tag):
+            merged = _merge_features(old_features, feat_keep, fresh)
             with atomic_path(folder / "features.npy") as tmp:
                 with open(tmp, "wb") as handle:
                     np.save(handle, merged.vectors.astype(np.float32, copy=False))

@@ -23,6 +23,7 @@ from dup_pipeline.core.graph import (
     pagerank_degree,
 )
 from dup_pipeline.core.index import (
+    add_rows,
     apply_params,
     build_index,
     load_index,
@@ -85,7 +86,9 @@ class GraphConfig:
 
     @property
     def index_tag(self) -> dict:
-        return {"faiss_mode": self.faiss_mode, "distance": self.distance}
+        """What the index's content depends on (search-time parameters such as efSearch do not)."""
+        build = [p for p in self.faiss_param.split(",") if p.strip().startswith("efConstruction")]
+        return {"faiss_mode": self.faiss_mode, "distance": self.distance, "build_params": build}
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,22 @@ class GraphResult:
     index_rows_added: int
 
 
-def matrix_digest(matrix: np.ndarray, rows: int) -> str:
-    """BLAKE2b of the first ``rows`` rows, read in chunks (the matrix may be memory-mapped)."""
+def matrix_digests(matrix: np.ndarray, prefix_rows: int) -> tuple[str, str]:
+    """BLAKE2b of the first ``prefix_rows`` rows and of the whole matrix, in one chunked read."""
     digest = hashlib.blake2b(digest_size=16)
-    for start in range(0, rows, DIGEST_ROWS):
-        digest.update(np.ascontiguousarray(matrix[start : min(rows, start + DIGEST_ROWS)]).tobytes())
-    return digest.hexdigest()
+    prefix = digest.hexdigest() if prefix_rows == 0 else None
+    n = matrix.shape[0]
+    for start in range(0, n, DIGEST_ROWS):
+        stop = min(n, start + DIGEST_ROWS)
+        if start < prefix_rows < stop:
+            digest.update(np.ascontiguousarray(matrix[start:prefix_rows]).tobytes())
+            prefix = digest.hexdigest()
+            digest.update(np.ascontiguousarray(matrix[prefix_rows:stop]).tobytes())
+        else:
+            digest.update(np.ascontiguousarray(matrix[start:stop]).tobytes())
+        if stop == prefix_rows:
+            prefix = digest.hexdigest()
+    return prefix or "", digest.hexdigest()
 
 
 def update_index(work: WorkDir, features: FeatureMatrix, config: GraphConfig, num_threads: int | None = None,
@@ -116,26 +129,26 @@ def update_index(work: WorkDir, features: FeatureMatrix, config: GraphConfig, nu
     tag = {**config.index_tag, "model_id": features.model_id}
     state = json.loads(work.index_meta.read_text()) if work.index_meta.exists() else {}
     old_rows = state.get("rows", 0)
-    if (work.faiss_index.exists() and state.get("tag") == tag and 0 < old_rows <= n
-            and state.get("digest") == matrix_digest(features.matrix, old_rows)):
+    prefix, full = matrix_digests(features.matrix, min(old_rows, n))
+    index = None
+    if work.faiss_index.exists() and state.get("tag") == tag and 0 < old_rows <= n and state.get("digest") == prefix:
         index = load_index(work.faiss_index)
-        if old_rows == n:
+        if index.ntotal != old_rows:  # killed between saving the index and its state: rebuild
+            index = None
+        elif old_rows == n:
             return index, 0
-        new = np.asarray(features.matrix[old_rows:])
-        if config.distance == "cosine":
-            new = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-12)
-        index.add(np.ascontiguousarray(new, dtype=np.float32))
-        added = n - old_rows
+    if index is not None:
+        added = add_rows(index, features.matrix, old_rows, config.distance, num_threads)
     else:
         index = build_index(features.matrix, config.faiss_mode, config.distance, config.search_params,
                             num_threads=num_threads)
         added = n
     save_index(index, work.faiss_index)
-    write_json({"tag": tag, "rows": n, "digest": matrix_digest(features.matrix, n)}, work.index_meta)
+    write_json({"tag": tag, "rows": n, "digest": full}, work.index_meta)
     return index, added
 
 
-def _with_names(df: pl.DataFrame, names: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
+def with_names(df: pl.DataFrame, names: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
     for id_column, name_column in columns.items():
         df = df.join(names.rename({"index": id_column, "filename": name_column}), on=id_column, how="left")
     return df
@@ -182,7 +195,8 @@ def find_neighbours(
 ) -> Neighbours:
     """Search every image's ``nearest_neighbors_k`` neighbours in ``faiss.index`` (cached in ``knn.npz``)."""
     state = json.loads(work.index_meta.read_text())
-    fingerprint = _digest(GRAPH_VERSION, state, config.nearest_neighbors_k, config.search_params)
+    fingerprint = _digest(GRAPH_VERSION, state, config.nearest_neighbors_k, config.search_params,
+                          json.loads(work.features_meta.read_text()))
     if _fresh(work.knn_meta, fingerprint):
         data = np.load(work.knn)
         return Neighbours(data["rows"], data["sims"], data["ids"], fingerprint)
@@ -222,7 +236,7 @@ def write_similarity(work: WorkDir, manifest: pl.DataFrame, knn: Neighbours, con
     """``similarity.csv`` (fastdup's columns) and ``similarity.parquet`` (with file names)."""
     pairs = similarity_table(work, manifest, knn, config)
     write_csv(pairs, work.similarity_csv)
-    write_parquet(_with_names(pairs, _names(manifest), {"from": "filename_from", "to": "filename_to"}),
+    write_parquet(with_names(pairs, _names(manifest), {"from": "filename_from", "to": "filename_to"}),
                   work.similarity_parquet)
     return pairs
 
@@ -233,7 +247,7 @@ def write_outliers(work: WorkDir, manifest: pl.DataFrame, knn: Neighbours, confi
     sims, ids = knn.as_row_space()
     out = _to_manifest(outliers(sims, ids, config.lower_threshold), knn.rows, ("outlier", "nearest"))
     write_csv(out, work.outliers_csv)
-    write_parquet(_with_names(out, _names(manifest), {"outlier": "filename_outlier", "nearest": "filename_nearest"}),
+    write_parquet(with_names(out, _names(manifest), {"outlier": "filename_outlier", "nearest": "filename_nearest"}),
                   work.outliers_parquet)
     return out
 
@@ -245,7 +259,7 @@ def write_components(work: WorkDir, manifest: pl.DataFrame, features: FeatureMat
     cc, info = connected_components(pairs, knn.rows, config.ccthreshold, features.matrix, config.distance)
     write_csv(cc, work.components_csv)
     write_csv(info, work.components_info_csv)
-    write_parquet(_with_names(cc, _names(manifest), {"__id": "filename"}), work.components_parquet)
+    write_parquet(with_names(cc, _names(manifest), {"__id": "filename"}), work.components_parquet)
     return cc, info
 
 
@@ -258,7 +272,7 @@ def write_ranks(work: WorkDir, manifest: pl.DataFrame, knn: Neighbours, config: 
         ranks = ranks.drop("pagerank")
     if not config.run_degree:
         ranks = ranks.drop("degree", "weighted_degree")
-    write_parquet(_with_names(ranks, _names(manifest), {"__id": "filename"}), work.ranks_parquet)
+    write_parquet(with_names(ranks, _names(manifest), {"__id": "filename"}), work.ranks_parquet)
     return ranks
 
 
@@ -309,7 +323,10 @@ def cross_similarity(
     index = load_index(work.faiss_index)
     apply_params(index, config.faiss_mode, config.search_params)
     k = min(config.nearest_neighbors_k, max(index.ntotal, 1))
-    sims, ids = search(index, test.matrix, k, config.distance, num_threads=num_threads)
+    if test.matrix.shape[0]:
+        sims, ids = search(index, test.matrix, k, config.distance, num_threads=num_threads)
+    else:  # every new file was bad: no pairs
+        sims, ids = np.empty((0, k), np.float32), np.empty((0, k), np.int64)
     train_rows = train.index["index"].to_numpy()
     test_rows = np.broadcast_to(test.index["index"].to_numpy()[:, None], ids.shape)
     keep = (ids >= 0) & (sims >= config.threshold)

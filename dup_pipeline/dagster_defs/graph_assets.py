@@ -1,11 +1,13 @@
 """Assets of the similarity stage: faiss index, similarity pairs, outliers, components, pagerank/degree."""
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from dup_pipeline.core.features import load_features
 from dup_pipeline.core.similarity import (
     GRAPH_VERSION,
+    Neighbours,
     cross_similarity,
     find_neighbours,
     update_index,
@@ -14,6 +16,7 @@ from dup_pipeline.core.similarity import (
     write_ranks,
     write_similarity,
 )
+from dup_pipeline.dagster_defs.checks import images_in_pairs
 from dup_pipeline.dagster_defs.metadata import file_metadata, markdown_table
 from dup_pipeline.dagster_defs.scan_assets import OWNERS, dataset_resource, resource_key
 
@@ -32,49 +35,64 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
         work = ds.workdir()
         return config, work, pl.read_parquet(work.manifest), load_features(work)
 
+    def neighbours(context: dg.AssetExecutionContext):
+        """Inputs and the kNN (empty when the dataset has no good images, so the tables are written empty)."""
+        config, work, manifest, features = inputs(context)
+        if not features.matrix.shape[0]:
+            context.log.warning(f"{dataset} has no good images (no vectors): writing empty tables")
+            knn = Neighbours(np.empty(0, np.int64), np.empty((0, 1), np.float32), np.empty((0, 1), np.int64), "")
+        else:
+            knn = find_neighbours(work, manifest, features, config.graph, config.threads)
+        return config, work, manifest, features, knn
+
     @dg.asset(key=index_key, deps=[matrix_key], kinds={"faiss"}, **common,
               description="faiss index over the feature matrix (faiss.index): built with index_factory(faiss_mode), "
               "extended in place when images are appended, rebuilt when features or parameters change.")
     def faiss_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         config, work, _, features = inputs(context)
+        if not features.matrix.shape[0]:
+            for stale in (work.faiss_index, work.index_meta, work.knn_meta):
+                stale.unlink(missing_ok=True)
+            context.log.warning(f"{dataset} has no good images: no faiss index (downstream tables will be empty)")
+            return dg.MaterializeResult(metadata={"vectors": 0, "added_this_run": 0,
+                                                  "skipped": "no vectors: the dataset has no good images"})
         index, added = update_index(work, features, config.graph, config.threads)
         return dg.MaterializeResult(metadata={
             "vectors": index.ntotal, "added_this_run": added, "faiss_mode": config.graph.faiss_mode,
             "distance": config.graph.distance, **file_metadata(work.faiss_index)})
+
+    def table_metadata(features, count: str, rows: int, fraction: str, fraction_of: int, parquet, csv) -> dict:
+        return {count: rows, fraction: fraction_of / max(features.matrix.shape[0], 1),
+                "preview": markdown_table(pl.read_parquet(parquet)), "csv": dg.MetadataValue.path(str(csv)),
+                **file_metadata(parquet)}
 
     @dg.asset(key=similarity_key, deps=[index_key], kinds={"parquet", "csv"}, **common,
               description="Pairs of similar images (similarity >= threshold), each pair once, most similar first: "
               "similarity.csv (from,to,distance; fastdup's shape) and similarity.parquet (with file names). "
               "Byte-identical files are always included.")
     def similarity(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        config, work, manifest, features = inputs(context)
-        knn = find_neighbours(work, manifest, features, config.graph, config.threads)
+        config, work, manifest, features, knn = neighbours(context)
         pairs = write_similarity(work, manifest, knn, config.graph)
-        images = len(set(pairs["from"].to_list()) | set(pairs["to"].to_list()))
+        images = images_in_pairs(pairs)
         return dg.MaterializeResult(metadata={
-            "pairs": pairs.height, "images_in_pairs": images, "threshold": config.graph.threshold,
-            "duplicate_fraction": images / max(features.matrix.shape[0], 1),
-            "preview": markdown_table(pl.read_parquet(work.similarity_parquet)),
-            "csv": dg.MetadataValue.path(str(work.similarity_csv)), **file_metadata(work.similarity_parquet)})
+            "images_in_pairs": images, "threshold": config.graph.threshold,
+            **table_metadata(features, "pairs", pairs.height, "duplicate_fraction", images,
+                             work.similarity_parquet, work.similarity_csv)})
 
     @dg.asset(key=[dataset, "outliers"], deps=[index_key], kinds={"parquet", "csv"}, **common,
               description="Images whose nearest neighbour is weakest (lowest lower_threshold fraction), one row per "
               "image: outliers.csv (outlier,nearest,distance) and outliers.parquet.")
     def outliers(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        config, work, manifest, features = inputs(context)
-        knn = find_neighbours(work, manifest, features, config.graph, config.threads)
+        config, work, manifest, features, knn = neighbours(context)
         out = write_outliers(work, manifest, knn, config.graph)
-        return dg.MaterializeResult(metadata={
-            "outliers": out.height, "outlier_fraction": out.height / max(features.matrix.shape[0], 1),
-            "preview": markdown_table(pl.read_parquet(work.outliers_parquet)),
-            "csv": dg.MetadataValue.path(str(work.outliers_csv)), **file_metadata(work.outliers_parquet)})
+        return dg.MaterializeResult(metadata=table_metadata(
+            features, "outliers", out.height, "outlier_fraction", out.height, work.outliers_parquet, work.outliers_csv))
 
     @dg.asset(key=[dataset, "components"], deps=[similarity_key], kinds={"scipy", "csv"}, **common,
               description="Connected components of the graph of pairs >= ccthreshold, verified with exact "
               "similarities (min_exact_similarity): connected_components.csv and components_info.csv.")
     def components(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        config, work, manifest, features = inputs(context)
-        knn = find_neighbours(work, manifest, features, config.graph, config.threads)
+        config, work, manifest, features, knn = neighbours(context)
         _, info = write_components(work, manifest, features, knn, config.graph)
         groups = info.filter(pl.col("count") > 1)
         return dg.MaterializeResult(metadata={
@@ -86,8 +104,7 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
     @dg.asset(key=[dataset, "pagerank_degree"], deps=[similarity_key], kinds={"scipy", "parquet"}, **common,
               description="PageRank and degree of every image in the similarity graph (pagerank_degree.parquet).")
     def pagerank_degree(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        config, work, manifest, features = inputs(context)
-        knn = find_neighbours(work, manifest, features, config.graph, config.threads)
+        config, work, manifest, features, knn = neighbours(context)
         ranks = write_ranks(work, manifest, knn, config.graph)
         order = "pagerank" if "pagerank" in ranks.columns else ranks.columns[-1]
         return dg.MaterializeResult(metadata={
