@@ -66,9 +66,9 @@ run_options = [
     click.option("--model-path", default="efficientnet_lite0", show_default=True,
                  help="efficientnet_lite0, efficientnet_lite0_int8 (about 2x faster, opt-in) or an ONNX model file."),
     click.option("--model-output", default=None, help="Output of --model-path that is the embedding."),
-    click.option("--normalization", default="imagenet", show_default=True,
-                 help="Input normalization of --model-path: imagenet, efficientnet, unit, symmetric, raw or "
-                      "'mean=R,G,B;std=R,G,B'."),
+    click.option("--normalization", default=None,
+                 help="Input normalization of an ONNX --model-path: imagenet (default), efficientnet, unit, "
+                      "symmetric, raw or 'mean=R,G,B;std=R,G,B'."),
     click.option("--bounding-box", default=None, help="Crop before embedding: 'row_y=,col_x=,height=,width='."),
     click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1)),
     click.option("--threshold", default=0.9, show_default=True, type=float,

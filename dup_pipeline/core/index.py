@@ -151,7 +151,12 @@ def build_index(
     with _threads(num_threads):
         if not index.is_trained:
             rows = np.sort(np.random.default_rng(0).choice(n, size=min(train_sample, n), replace=False))
-            index.train(_rows(features, rows, distance))
+            try:
+                index.train(_rows(features, rows, distance))
+            except RuntimeError as err:
+                raise ValueError(
+                    f"faiss_mode {faiss_mode!r} cannot be trained on {len(rows)} vectors (IVF<n> needs at least n, "
+                    f"PQ at least 256 per codebook; use Flat or HNSW32 for small sets): {err}") from None
         apply_params(index, faiss_mode, faiss_param)
         for start in range(0, n, ADD_BATCH):
             index.add(_rows(features, slice(start, start + ADD_BATCH), distance))
@@ -192,6 +197,20 @@ def search(
             ids[start : start + batch] = found
     sims[ids < 0] = np.nan
     return sims, ids
+
+
+def check_index_settings(dim: int, faiss_mode: str, distance: str, faiss_param: str) -> None:
+    """Fail fast (before hours of embedding) on a faiss_mode or faiss_param that cannot work."""
+    metric = _check_distance(distance)
+    if distance == "manhattan" and not _MANHATTAN_MODE_RE.fullmatch(faiss_mode):
+        raise ValueError(
+            f"distance='manhattan' needs an uncompressed faiss_mode ({MANHATTAN_MODES}), got {faiss_mode!r}")
+    try:
+        index = faiss.index_factory(dim, faiss_mode, metric)
+    except RuntimeError as err:
+        raise ValueError(f"faiss_mode {faiss_mode!r} is not a valid faiss.index_factory string for "
+                         f"{dim}-d vectors: {err}") from None
+    apply_params(index, faiss_mode, faiss_param)
 
 
 def add_rows(index: faiss.Index, features: np.ndarray, start: int, distance: str = "cosine",

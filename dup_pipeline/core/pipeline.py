@@ -23,6 +23,7 @@ from dup_pipeline.core.embed.model import (
 )
 from dup_pipeline.core.embed.quantized import int8_model_spec
 from dup_pipeline.core.features import FeatureMatrix, assemble_features, load_features
+from dup_pipeline.core.index import check_index_settings
 from dup_pipeline.core.inputs import InputError, InputSpec, discover_files
 from dup_pipeline.core.label_issues import (
     LabelConfig,
@@ -70,7 +71,7 @@ class ModelConfig:
 
     model_path: str | None = DEFAULT_MODEL
     output_name: str | None = None
-    normalization: str = "imagenet"
+    normalization: str | None = None
     input_size: tuple[int, int] | None = None
     bounding_box: str | None = None
     batch_size: int = 32
@@ -87,8 +88,11 @@ class ModelConfig:
     def spec(self) -> ModelSpec:
         """The model to run: a built-in name (converted and cached on first use) or an ONNX file."""
         if self.model_path in BUILT_IN_MODELS:
+            if self.output_name or self.normalization or self.input_size:
+                raise ValueError(f"model_output, normalization and input_size apply to an ONNX model file, not to the "
+                                 f"built-in model {self.model_path!r}")
             return BUILT_IN_MODELS[self.model_path]()
-        return inspect_model(self.model_path, self.output_name, self.normalization, self.input_size)
+        return inspect_model(self.model_path, self.output_name, self.normalization or "imagenet", self.input_size)
 
     def features_tag(self, decode: DecodeSettings) -> str:
         """What a range's embeddings depend on (to tell stale ranges without loading the model)."""
@@ -268,14 +272,21 @@ def run_pipeline(
             raise ValueError("run_mode 3 needs test_input: the new images to compare with the existing index")
         if not work.faiss_index.exists():
             raise ValueError(f"run_mode 3 needs an existing index: {work.faiss_index} not found (run mode 0 first)")
-        test_config = replace(config, input=test_input, work_dir=str(work.root / "test"))
+        test_config = replace(config, input=test_input, work_dir=str(work.root / "test"), labels=None,
+                              labels_from_folders=False)
         summary = run_pipeline(test_config, progress, min_offset, max_offset, run_mode=1)
         train = load_features(work)
         cross = cross_similarity(work, pl.read_parquet(work.manifest), train, WorkDir(test_config.work_dir),
                                  summary.features, config.graph, config.threads)
-        return replace(summary, cross=cross)
+        report = write_report(work) if config.report else None  # the leakage section shows the cross pairs
+        return replace(summary, work_dir=str(work.root), cross=cross, report=report)
     feature_settings = config.model.feature_settings() if features else None
+    if feature_settings is not None and run_mode == 0:
+        g = config.graph
+        check_index_settings(feature_settings.embedder.spec.dim, g.faiss_mode, g.distance, g.search_params)
     manifest = update_manifest(work, config.input, progress)
+    if config.labels is not None or config.labels_from_folders:
+        store_labels(config, work, manifest)  # bad labels fail now, not after hours of work
     ranges = ranges_between(manifest.height, config.range_size, min_offset, max_offset)
     total = int(sum(min(r.end, manifest.height - 1) - r.start + 1 for r in ranges))
     outcomes = []
@@ -307,6 +318,8 @@ def finish_run(
     label_outcome = None
     if graph is not None and (config.labels is not None or config.labels_from_folders):
         label_outcome = analyse_labels(config, work, manifest, matrix)
+    elif config.labels is None and not config.labels_from_folders:
+        remove_label_outputs(work)
     report = write_report(work) if config.report else None
     groups = exact_duplicate_groups(manifest)
     return RunSummary(
@@ -343,6 +356,13 @@ def store_labels(config: PipelineConfig, work: WorkDir, manifest: pl.DataFrame) 
     return labels
 
 
+def remove_label_outputs(work: WorkDir) -> None:
+    """A run without labels must not leave an earlier run's label findings behind."""
+    for path in (work.labels_parquet, work.label_issues_parquet, work.mislabels_csv, work.label_conflicts_csv,
+                 work.leakage_csv, work.leakage_components_parquet):
+        path.unlink(missing_ok=True)
+
+
 def analyse_labels(config: PipelineConfig, work: WorkDir, manifest: pl.DataFrame, matrix: FeatureMatrix,
                    ) -> LabelOutcome:
     """Wrong labels, label conflicts among duplicates and split leakage (labels from ``config``)."""
@@ -367,6 +387,8 @@ def _similarity_only(config: PipelineConfig, work: WorkDir, progress: ProgressSi
     label_outcome = None
     if config.labels is not None or config.labels_from_folders:
         label_outcome = analyse_labels(config, work, manifest, matrix)
+    else:
+        remove_label_outputs(work)
     bad = pl.read_parquet(work.bad_files_parquet)
     groups = exact_duplicate_groups(manifest)
     return RunSummary(str(work.root), manifest.height, matrix.matrix.shape[0], bad.height, bad_reason_counts(bad),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from dup_pipeline.core.ranges import OffsetRange
 
+OUTPUT_FOLDERS = ("ranges", "test", "galleries", "report", "audits")
+
 
 class WorkDirError(ValueError):
     """The work_dir cannot be created or written."""
@@ -136,6 +138,12 @@ class WorkDir:
     @property
     def graph_meta(self) -> Path:
         return self.root / "graph.json"
+
+    def outputs(self) -> list[Path]:
+        """Every file and folder this tool writes here (what ``overwrite`` deletes, nothing else)."""
+        files = [getattr(self, name) for name, value in vars(WorkDir).items() if isinstance(value, property)]
+        folders = [self.root / name for name in OUTPUT_FOLDERS]
+        return files + folders + [self.root / "audit_summary.md"]
 
     def range_dir(self, offset_range: OffsetRange) -> Path:
         return self.root / "ranges" / offset_range.key

@@ -14,19 +14,37 @@ import polars as pl
 
 from dup_pipeline.core.audit import write_audit_summary
 from dup_pipeline.core.changes import input_changes
+from dup_pipeline.core.features import load_features
 from dup_pipeline.core.pipeline import PipelineConfig, finish_run, update_manifest
 from dup_pipeline.core.progress import logging_progress
 from dup_pipeline.core.range_scan import is_range_current, range_rows, scan_range
 from dup_pipeline.core.ranges import OffsetRange, offset_ranges
+from dup_pipeline.core.similarity import cross_similarity
 from dup_pipeline.core.workdir import WorkDir
+from dup_pipeline.dagster_defs.checks import blocking_failures, evaluate_checks
 from dup_pipeline.dagster_defs.resources import DatasetResource
-
-DATASET_TAG = "dup_pipeline/dataset"
 from dup_pipeline.dagster_defs.scan_assets import (
     dataset_resource,
     range_partitions,
     resource_key,
 )
+
+DATASET_TAG = "dup_pipeline/dataset"
+
+
+def sync_partitions(instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition | str,
+                    keys: list[str]) -> tuple[list[str], list[str]]:
+    """Make the registered dynamic partitions exactly ``keys``: add the new ones, delete the stale ones
+    (e.g. after the range size changed). Returns ``(added, deleted)``."""
+    name = partitions if isinstance(partitions, str) else partitions.name
+    existing = set(instance.get_dynamic_partitions(name))
+    deleted = sorted(existing - set(keys))
+    for stale_key in deleted:
+        instance.delete_dynamic_partition(name, stale_key)
+    added = [k for k in keys if k not in existing]
+    if added:
+        instance.add_dynamic_partitions(name, added)
+    return added, deleted
 
 
 def stale_ranges(config: PipelineConfig, work: WorkDir, manifest: pl.DataFrame) -> list[str]:
@@ -36,9 +54,11 @@ def stale_ranges(config: PipelineConfig, work: WorkDir, manifest: pl.DataFrame) 
             if not is_range_current(work, manifest, r, config.decode, tag)]
 
 
-def build_audit_job(dataset: str) -> dg.JobDefinition:
-    """``<dataset>_audit_job``: manifest → stale ranges in parallel → tables, similarity, labels, summary."""
+def build_audit_job(dataset: str, compare_to: str | None = None) -> dg.JobDefinition:
+    """``<dataset>_audit_job``: manifest → stale ranges in parallel → tables, similarity, labels, cross
+    similarity against ``compare_to`` (when set), the dataset's checks and the summary."""
     key = resource_key(dataset)
+    finish_keys = {key, resource_key(compare_to)} if compare_to else {key}
     partitions = range_partitions(dataset)
 
     @dg.op(name=f"{dataset}_audit_manifest", required_resource_keys={key},
@@ -50,8 +70,9 @@ def build_audit_job(dataset: str) -> dg.JobDefinition:
         config, work = ds.pipeline_config(), ds.workdir().ensure_writable()
         manifest = update_manifest(work, config.input, logging_progress(context.log.info))
         keys = [r.key for r in offset_ranges(manifest.height, config.range_size)]
-        known = set(context.instance.get_dynamic_partitions(partitions.name))
-        context.instance.add_dynamic_partitions(partitions.name, [k for k in keys if k not in known])
+        _, deleted = sync_partitions(context.instance, partitions, keys)
+        if deleted:
+            context.log.info(f"deleted {len(deleted)} stale offset-range partitions: {deleted[:20]}")
         yield dg.AssetMaterialization([dataset, "file_manifest"], metadata={"files": manifest.height,
                                                                            "path": dg.MetadataValue.path(str(work.manifest))})
         stale = stale_ranges(config, work, manifest)
@@ -76,9 +97,9 @@ def build_audit_job(dataset: str) -> dg.JobDefinition:
                                           metadata={"decoded_this_run": outcome.decoded, "reused": outcome.reused})
         yield dg.Output(range_key)
 
-    @dg.op(name=f"{dataset}_audit_finish", required_resource_keys={key})
+    @dg.op(name=f"{dataset}_audit_finish", required_resource_keys=finish_keys)
     def finish_audit(context: dg.OpExecutionContext, scanned: list[str], files: int):
-        """Dataset tables, feature matrix, similarity stage, labels and the audit summary."""
+        """Dataset tables, feature matrix, similarity stage, labels, cross similarity, checks and the summary."""
         ds = dataset_resource(context, dataset)
         config, work = ds.pipeline_config(), ds.workdir()
         manifest = pl.read_parquet(work.manifest)
@@ -100,9 +121,36 @@ def build_audit_job(dataset: str) -> dg.JobDefinition:
             names.append("report")
         for name in names:
             yield dg.AssetMaterialization([dataset, name], metadata={"audit_ranges_scanned": len(scanned)})
+        if compare_to:
+            yield from refresh_cross_similarity(context, ds, summary.features)
         audit = write_audit_summary(work)
+        evaluations = evaluate_checks(dataset, ds, names)
+        yield from evaluations
+        failed = blocking_failures(ds, evaluations)
+        if failed:
+            raise dg.Failure(
+                description=f"{dataset}: blocking checks failed with ERROR severity: {', '.join(failed)}",
+                metadata={"failed_checks": ", ".join(failed)})
         yield dg.Output(audit.totals, metadata={"summary": dg.MetadataValue.md(audit.markdown()),
                                                 "path": dg.MetadataValue.path(str(work.root / "audit_summary.md"))})
+
+    def refresh_cross_similarity(context: dg.OpExecutionContext, ds: DatasetResource, features):
+        """Run mode 3: search this dataset's features in ``compare_to``'s index (as the cross_similarity asset)."""
+        ref_work = dataset_resource(context, compare_to).workdir()
+        if not ref_work.faiss_index.exists():
+            context.log.warning(f"cross_similarity not refreshed: {compare_to} has no faiss index yet "
+                                f"({ref_work.faiss_index}); audit {compare_to} first")
+            return
+        if features is None or not features.matrix.shape[0]:
+            context.log.warning(f"cross_similarity not refreshed: {dataset} has no good images")
+            return
+        config, work = ds.pipeline_config(), ds.workdir()
+        pairs = cross_similarity(ref_work, pl.read_parquet(ref_work.manifest), load_features(ref_work), work,
+                                 features, config.graph, config.threads, out=work)
+        context.log.info(f"cross_similarity against {compare_to}: {pairs.height} pairs")
+        yield dg.AssetMaterialization([dataset, "cross_similarity"], metadata={
+            "pairs": pairs.height, "images_with_a_match": pairs["from"].n_unique(), "compare_to": compare_to,
+            "path": dg.MetadataValue.path(str(work.cross_similarity_csv))})
 
     @dg.graph(name=f"{dataset}_audit")
     def audit():

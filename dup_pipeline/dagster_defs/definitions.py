@@ -55,7 +55,7 @@ def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definit
         jobs.append(dg.define_asset_job(
             f"{name}_cross_similarity_job", selection=dg.AssetSelection.assets([name, "cross_similarity"]),
             description=f"Run mode 3: search {name}'s features in {dataset.compare_to}'s index."))
-    audit_job = build_audit_job(name)
+    audit_job = build_audit_job(name, dataset.compare_to)
     jobs.append(audit_job)
     return dg.Definitions(
         assets=assets, asset_checks=build_checks(name, dataset), jobs=jobs,

