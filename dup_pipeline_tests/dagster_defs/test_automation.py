@@ -28,6 +28,7 @@ from PIL import Image
 from polars.testing import assert_frame_equal
 
 from dup_pipeline.core.demo import CLASSES, draw_class_image
+from dup_pipeline.dagster_defs.automation import sync_partitions
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.definitions import build_definitions
 from dup_pipeline.dagster_defs.resources import DatasetResource
@@ -513,3 +514,38 @@ def test_dask_executor_matches_in_process(executor_folder, tmp_path, dagster_hom
     events = run_audit_with_executor("dask", executor_folder, tmp_path, dagster_home, monkeypatch)
     assert any("Dask cluster" in (e.message or "") for e in events)
     assert os.getpid() not in step_pids(events, "ex")  # range steps ran on the Dask workers
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. partitions and run mode 3 in the audit
+
+
+def test_sync_partitions_adds_new_and_deletes_stale_keys():
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("x_offset_ranges", ["0-9", "10-19", "20-29"])
+    added, deleted = sync_partitions(instance, dg.DynamicPartitionsDefinition(name="x_offset_ranges"),
+                                     ["0-14", "15-29", "10-19"])
+    assert (added, deleted) == (["0-14", "15-29"], ["0-9", "20-29"])
+    assert set(instance.get_dynamic_partitions("x_offset_ranges")) == {"0-14", "15-29", "10-19"}
+    assert sync_partitions(instance, "x_offset_ranges", ["0-14", "15-29", "10-19"]) == ([], [])
+
+
+def test_audit_refreshes_cross_similarity_and_deletes_stale_partitions(demo_dataset, tmp_path):
+    train = DatasetResource(input_dir=str(demo_dataset.images / "train"), work_dir=str(tmp_path / "train"))
+    test = DatasetResource(input_dir=str(demo_dataset.images / "test"), work_dir=str(tmp_path / "test"),
+                           compare_to="train")
+    defs = build_definitions({"train": train, "test": test}, executor=dg.in_process_executor)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("train_offset_ranges", ["900000-999999"])  # e.g. from another range_size
+    # the reference has no index yet: the audit succeeds and says so
+    early = defs.resolve_job_def("test_audit_job").execute_in_process(instance=instance)
+    assert dg.AssetKey(["test", "cross_similarity"]) not in {
+        e.asset_key for e in early.get_asset_materialization_events()}
+    assert defs.resolve_job_def("train_audit_job").execute_in_process(instance=instance).success
+    assert "900000-999999" not in instance.get_dynamic_partitions("train_offset_ranges")
+    result = defs.resolve_job_def("test_audit_job").execute_in_process(instance=instance)
+    assert dg.AssetKey(["test", "cross_similarity"]) in {e.asset_key for e in result.get_asset_materialization_events()}
+    pairs = pl.read_parquet(tmp_path / "test" / "cross_similarity.parquet")
+    root = str(demo_dataset.images) + "/"
+    found = {(a.removeprefix(root), b.removeprefix(root)) for a, b in zip(pairs["filename_to"], pairs["filename_from"])}
+    assert {tuple(p) for p in demo_dataset.ground_truth()["leakage"]} <= found

@@ -40,3 +40,48 @@ def test_label_assets_and_checks_pass_and_fail(demo_dataset, tmp_path):
     report = instance.get_latest_materialization_event(dg.AssetKey(["strict", "report"])).asset_materialization
     assert "likely wrong labels**: 4" in report.metadata["summary"].value
     assert report.metadata["path"].path == str(tmp_path / "strict" / "report" / "index.html")
+
+
+def test_audit_job_evaluates_checks_and_blocking_checks_fail_the_run(demo_dataset, tmp_path):
+    work = tmp_path / "audited"
+    settings = {"input_dir": str(demo_dataset.images), "work_dir": str(work), "labels": str(demo_dataset.labels)}
+    defs = build_definitions({"audited": DatasetResource(**settings),
+                              "blocking": DatasetResource(**settings, blocking_checks=True)})
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("audited_audit_job").execute_in_process(instance=instance)
+    assert result.success
+    checks = _evaluations(instance, "audited")
+    assert set(checks) == {"bad_fraction", "duplicate_fraction", "isolated_fraction", "label_error_rate",
+                           "leakage_pairs"}
+    assert checks["bad_fraction"].passed
+    assert not checks["duplicate_fraction"].passed
+    assert checks["duplicate_fraction"].severity == dg.AssetCheckSeverity.ERROR
+    assert not checks["leakage_pairs"].passed
+    assert checks["leakage_pairs"].severity == dg.AssetCheckSeverity.WARN
+    assert checks["leakage_pairs"].metadata["leakage_pairs"].value == 4
+    # the same outputs (nothing stale to scan again), but failing ERROR checks now fail the run
+    blocked = defs.resolve_job_def("blocking_audit_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert not blocked.success
+    failure = next(e for e in blocked.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    message = failure.step_failure_data.error.message
+    assert "duplicate_fraction" in message and "leakage_pairs" not in message
+    assert not _evaluations(instance, "blocking")["duplicate_fraction"].passed
+
+
+def test_dataset_without_good_images_skips_the_index_and_writes_empty_tables(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        (images / f"broken_{i}.jpg").write_bytes(b"not an image %d" % i)
+    defs = build_definitions({"broken": DatasetResource(input_dir=str(images), work_dir=str(tmp_path / "work"),
+                                                        max_bad_fraction=1.0)})
+    instance = dg.DagsterInstance.ephemeral()
+    materialize_dataset(defs, "broken", instance)
+    index = instance.get_latest_materialization_event(dg.AssetKey(["broken", "faiss_index"])).asset_materialization
+    assert index.metadata["vectors"].value == 0 and "no vectors" in index.metadata["skipped"].value
+    assert pl.read_csv(tmp_path / "work" / "similarity.csv").height == 0
+    assert pl.read_csv(tmp_path / "work" / "outliers.csv").height == 0
+    checks = _evaluations(instance, "broken")
+    assert set(checks) == {"bad_fraction", "duplicate_fraction", "isolated_fraction"}
+    assert all(e.passed for e in checks.values())
+    assert defs.resolve_job_def("broken_audit_job").execute_in_process(instance=instance).success
