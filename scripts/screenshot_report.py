@@ -8,13 +8,17 @@ Writes ``OUT_DIR/report/*.html`` and ``OUT_DIR/<page>.png``; exits 1 when a page
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+import polars as pl
+
 from dup_pipeline.core.demo import generate_demo
 from dup_pipeline.core.inputs import discover_files
+from dup_pipeline.core.labels import load_labels
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
-from dup_pipeline.core.report import build_report, load_labels
+from dup_pipeline.core.report import build_report
 from dup_pipeline.core.report.browser import CHROMIUM, screenshot
 from dup_pipeline.core.workdir import WorkDir
 
@@ -50,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         work, labels_csv = WorkDir(args.work_dir), None
     labels_csv = args.labels or labels_csv
-    labels = load_labels(labels_csv, work) if labels_csv else None
+    labels = None
+    if labels_csv:
+        manifest = pl.read_parquet(work.manifest)
+        labels = load_labels(labels_csv, manifest, os.path.commonpath(manifest["path"].to_list()))
     report = build_report(work, args.out_dir / "report", labels=labels, dataset_name=args.name)
     failed = False
     for page in args.pages:

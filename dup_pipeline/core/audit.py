@@ -9,6 +9,7 @@ import polars as pl
 from dup_pipeline.core.atomic import write_json, write_text
 from dup_pipeline.core.workdir import WorkDir
 
+KEEP_AUDITS = 30
 CATEGORIES = ("bad_files", "duplicate_pairs", "outliers", "wrong_labels", "leakage_pairs")
 
 
@@ -72,5 +73,7 @@ def write_audit_summary(work: WorkDir, now: datetime | None = None) -> AuditSumm
     record = {"when": when, "findings": current}
     write_json(record, work.root / "audits" / f"{when.replace(':', '')}.json")
     write_json(record, latest)
+    for old_record in sorted((work.root / "audits").glob("2*.json"))[:-KEEP_AUDITS]:
+        old_record.unlink(missing_ok=True)
     write_text(summary.markdown(), work.root / "audit_summary.md")
     return summary

@@ -32,14 +32,24 @@ def _valid_neighbours(sims: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np
     return rows, (ids >= 0) & (ids != rows) & ~np.isnan(sims)
 
 
+MAX_CLIQUE = 64
+
+
 def _group_pairs(groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """All (a, b) pairs within each group, vectorized per distinct group size."""
+    """All (a, b) pairs within each group, vectorized per distinct group size.
+
+    A group of more than ``MAX_CLIQUE`` identical files (e.g. thousands of copies of a placeholder
+    image) is linked as a star to its first member instead of g*(g-1)/2 pairs.
+    """
     by_size: dict[int, list[np.ndarray]] = {}
+    a, b = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for group in groups:
         members = np.unique(np.asarray(group, dtype=np.int64))
-        if len(members) > 1:
+        if len(members) > MAX_CLIQUE:
+            a.append(np.full(len(members) - 1, members[0]))
+            b.append(members[1:])
+        elif len(members) > 1:
             by_size.setdefault(len(members), []).append(members)
-    a, b = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for size, members in by_size.items():
         stacked = np.stack(members)
         i, j = np.triu_indices(size, 1)

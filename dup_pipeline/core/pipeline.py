@@ -341,6 +341,7 @@ def finish_run(
 def write_report(work: WorkDir) -> Path:
     """The HTML report (``report/index.html`` and every gallery), with the stored labels if any."""
     labels = pl.read_parquet(work.labels_parquet) if work.labels_parquet.exists() else None
+    remove_temp_files(work.root / "report")
     return build_report(work, labels=labels).index_path
 
 

@@ -4,7 +4,6 @@ import numpy as np
 from PIL import Image
 
 STATS_SIDE = 256
-STATS_COLUMNS = ("mean", "stdv", "min", "max", "unique", "contrast", "blur")
 
 
 def luminance(rgb: Image.Image, side: int = STATS_SIDE) -> np.ndarray:

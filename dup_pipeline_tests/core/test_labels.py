@@ -3,7 +3,12 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from dup_pipeline.core.label_issues import LabelConfig, label_error_rate, label_issues, precision_recall
+from dup_pipeline.core.label_issues import (
+    LabelConfig,
+    label_error_rate,
+    label_issues,
+    precision_recall,
+)
 from dup_pipeline.core.labels import LabelsError, labels_from_folders, load_labels
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline.core.similarity import Neighbours

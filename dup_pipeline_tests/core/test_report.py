@@ -14,6 +14,7 @@ from PIL import Image
 from dup_pipeline.core.demo import draw_class_image
 from dup_pipeline.core.inputs import discover_files
 from dup_pipeline.core.label_issues import LabelConfig
+from dup_pipeline.core.labels import load_labels
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline.core.report import (
     bad_files_gallery,
@@ -26,7 +27,6 @@ from dup_pipeline.core.report import (
     create_stats_gallery,
     duplicates_gallery,
     leakage_gallery,
-    load_labels,
     outliers_gallery,
     report_markdown,
     similarity_gallery,
@@ -62,7 +62,7 @@ def demo_work(demo_run) -> WorkDir:
 
 @pytest.fixture(scope="module")
 def demo_labels(demo_dataset, demo_work) -> pl.DataFrame:
-    return load_labels(demo_dataset.labels, demo_work)
+    return load_labels(demo_dataset.labels, pl.read_parquet(demo_work.manifest), demo_dataset.images)
 
 
 @pytest.fixture(scope="module")

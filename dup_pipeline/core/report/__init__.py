@@ -1,6 +1,5 @@
 """HTML galleries and the dataset report, rendered from a work_dir's tables (no Dagster here)."""
 
-from dup_pipeline.core.report.data import load_labels
 from dup_pipeline.core.report.galleries import (
     bad_files_gallery,
     component_gallery,
@@ -28,6 +27,6 @@ __all__ = [
     "Gallery", "Report", "Summary", "bad_files_gallery", "build_report", "component_gallery",
     "create_components_gallery", "create_duplicates_gallery", "create_outliers_gallery",
     "create_similarity_gallery", "create_stats_gallery", "duplicates_gallery", "leakage_gallery",
-    "load_labels", "outliers_gallery", "report_markdown", "similarity_gallery", "stats_gallery",
+    "outliers_gallery", "report_markdown", "similarity_gallery", "stats_gallery",
     "thumbnail_uri",
 ]

@@ -28,21 +28,6 @@ def check_labels(labels: pl.DataFrame | None) -> dict[int, str]:
     return dict(zip(labels["index"].cast(pl.Int64).to_list(), labels["label"].cast(pl.String).to_list()))
 
 
-def load_labels(csv_path: str | os.PathLike[str], work: WorkDir, root: str | os.PathLike[str] | None = None,
-                ) -> pl.DataFrame:
-    """A ``filename,label`` CSV as the ``index,label`` table the galleries take.
-
-    Relative file names are resolved against ``root`` (default: the common folder of the
-    work_dir's files) and matched with ``manifest.parquet``.
-    """
-    base = Path(root) if root is not None else Path(WorkTables(work).root)
-    table = pl.read_csv(csv_path, columns=["filename", "label"], schema_overrides={"label": pl.String})
-    table = table.with_columns(
-        pl.col("filename").map_elements(lambda f: os.path.normpath(base / f), return_dtype=pl.String))
-    manifest = pl.read_parquet(work.manifest, columns=["index", "path"]).rename({"path": "filename"})
-    return manifest.join(table, on="filename", how="inner").select("index", "label").sort("index")
-
-
 def common_root(paths: pl.Series) -> str:
     """The deepest folder holding every path (the common path of the lexicographic extremes)."""
     paths = paths.drop_nulls()

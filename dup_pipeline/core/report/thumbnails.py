@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps
 
 from dup_pipeline.core.atomic import atomic_path
+from dup_pipeline.core.decode import to_rgb
 
 THUMB_SIDE = 180
 _QUALITY = 82
@@ -44,22 +44,6 @@ class Thumb:
         return "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode as 8-bit RGB (alpha composited on white, high bit depths rescaled)."""
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
 def _render(path: str, max_side: int) -> Thumb:
     size = os.stat(path).st_size
     with Image.open(path) as img:
@@ -69,7 +53,7 @@ def _render(path: str, max_side: int) -> Thumb:
         img = ImageOps.exif_transpose(img)
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
         buf = io.BytesIO()
-        _to_rgb(img).save(buf, "JPEG", quality=_QUALITY, optimize=True)
+        to_rgb(img).save(buf, "JPEG", quality=_QUALITY, optimize=True)
     return Thumb(buf.getvalue(), width, height, size)
 
 
