@@ -27,24 +27,10 @@ from dup_pipeline.dagster_defs.scan_assets import (
     dataset_resource,
     range_partitions,
     resource_key,
+    sync_partitions,
 )
 
 DATASET_TAG = "dup_pipeline/dataset"
-
-
-def sync_partitions(instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition | str,
-                    keys: list[str]) -> tuple[list[str], list[str]]:
-    """Make the registered dynamic partitions exactly ``keys``: add the new ones, delete the stale ones
-    (e.g. after the range size changed). Returns ``(added, deleted)``."""
-    name = partitions if isinstance(partitions, str) else partitions.name
-    existing = set(instance.get_dynamic_partitions(name))
-    deleted = sorted(existing - set(keys))
-    for stale_key in deleted:
-        instance.delete_dynamic_partition(name, stale_key)
-    added = [k for k in keys if k not in existing]
-    if added:
-        instance.add_dynamic_partitions(name, added)
-    return added, deleted
 
 
 def stale_ranges(config: PipelineConfig, work: WorkDir, manifest: pl.DataFrame) -> list[str]:

@@ -30,7 +30,11 @@ def build_label_assets(dataset: str) -> list[dg.AssetsDefinition]:
         config, work = ds.pipeline_config(), ds.workdir()
         manifest = pl.read_parquet(work.manifest)
         labels = store_labels(config, work, manifest)
-        knn = find_neighbours(work, manifest, load_features(work), config.graph, config.threads)
+        features = load_features(work)
+        if not features.matrix.shape[0]:
+            context.log.warning("no good images: no label can be judged")
+            return dg.MaterializeResult(metadata={"labeled": labels.height, "skipped": "no good images"})
+        knn = find_neighbours(work, manifest, features, config.graph, config.threads)
         issues, conflicts = write_label_issues(work, manifest, knn, pl.read_parquet(work.similarity_parquet), labels,
                                                config.label_config)
         wrong = issues.filter(pl.col("status") == "wrong")
@@ -48,6 +52,8 @@ def build_label_assets(dataset: str) -> list[dg.AssetsDefinition]:
     def leakage(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         ds = dataset_resource(context, dataset)
         work = ds.workdir()
+        if not work.similarity_parquet.exists():
+            return dg.MaterializeResult(metadata={"skipped": "no similarity table (no good images)"})
         manifest = pl.read_parquet(work.manifest)
         components = pl.read_parquet(work.components_parquet) if work.components_parquet.exists() else None
         crossing, spanning = write_leakage(work, manifest, pl.read_parquet(work.similarity_parquet),

@@ -30,6 +30,21 @@ def range_partitions(dataset: str) -> dg.DynamicPartitionsDefinition:
     return dg.DynamicPartitionsDefinition(name=f"{dataset}_offset_ranges")
 
 
+def sync_partitions(instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition | str,
+                    keys: list[str]) -> tuple[list[str], list[str]]:
+    """Make the registered dynamic partitions exactly ``keys``: add the new ones, delete the stale ones
+    (e.g. after the range size changed). Returns ``(added, deleted)``."""
+    name = partitions if isinstance(partitions, str) else partitions.name
+    existing = set(instance.get_dynamic_partitions(name))
+    deleted = sorted(existing - set(keys))
+    for stale_key in deleted:
+        instance.delete_dynamic_partition(name, stale_key)
+    added = [k for k in keys if k not in existing]
+    if added:
+        instance.add_dynamic_partitions(name, added)
+    return added, deleted
+
+
 def resource_key(dataset: str) -> str:
     return f"{dataset}_dataset"
 
@@ -63,11 +78,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
         work = ds.workdir().ensure_writable()
         manifest = update_manifest(work, config.input, logging_progress(context.log.info))
         keys = [r.key for r in offset_ranges(manifest.height, config.range_size)]
-        existing = set(context.instance.get_dynamic_partitions(partitions.name))
-        stale = existing - set(keys)
-        for stale_key in sorted(stale):
-            context.instance.delete_dynamic_partition(partitions.name, stale_key)
-        context.instance.add_dynamic_partitions(partitions.name, [k for k in keys if k not in existing])
+        sync_partitions(context.instance, partitions, keys)
         groups = exact_duplicate_groups(manifest)
         digest = hashlib.blake2b(manifest.write_csv().encode(), digest_size=16).hexdigest()
         return dg.MaterializeResult(

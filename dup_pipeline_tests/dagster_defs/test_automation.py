@@ -28,10 +28,10 @@ from PIL import Image
 from polars.testing import assert_frame_equal
 
 from dup_pipeline.core.demo import CLASSES, draw_class_image
-from dup_pipeline.dagster_defs.automation import sync_partitions
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.definitions import build_definitions
 from dup_pipeline.dagster_defs.resources import DatasetResource
+from dup_pipeline.dagster_defs.scan_assets import sync_partitions
 from dup_pipeline_tests.dagster_defs import jobs_for_tests
 
 REPO = Path(__file__).resolve().parents[2]
