@@ -128,7 +128,7 @@ def test_same_padding_is_tensorflow_style() -> None:
 def test_default_model_path_caches_atomically(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(E.CACHE_DIR_ENV, str(model_path.parent))
     assert model_path.name.endswith(f"-v{E.CONVERTER_VERSION}.onnx")
-    assert E._sha256_prefix(E.checkpoint_path()) in model_path.name
+    assert E.sha256_prefix(E.checkpoint_path()) in model_path.name
     mtime = model_path.stat().st_mtime_ns
     assert E.default_model_path() == model_path
     assert model_path.stat().st_mtime_ns == mtime

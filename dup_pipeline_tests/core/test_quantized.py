@@ -46,7 +46,7 @@ def test_int8_model_is_cached_next_to_fp32(
     monkeypatch.setenv(E.CACHE_DIR_ENV, str(cache_dir))
     fp32, int8 = Path(specs[0].path), Path(specs[1].path)
     assert int8.parent == fp32.parent
-    assert int8.name == f"efficientnet_lite0-int8-{E._sha256_prefix(fp32)}-v{Q.QUANTIZER_VERSION}.onnx"
+    assert int8.name == f"efficientnet_lite0-int8-{E.sha256_prefix(fp32)}-v{Q.QUANTIZER_VERSION}.onnx"
     mtime = int8.stat().st_mtime_ns
     assert Q.int8_model_path() == int8
     assert int8.stat().st_mtime_ns == mtime

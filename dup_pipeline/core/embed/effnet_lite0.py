@@ -27,7 +27,6 @@ import collections
 import hashlib
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from importlib import resources
@@ -39,6 +38,8 @@ import onnx
 import platformdirs
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+
+from dup_pipeline.core.atomic import atomic_path
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -366,7 +367,7 @@ def _cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or platformdirs.user_cache_dir("dup_pipeline"))
 
 
-def _sha256_prefix(path: Path) -> str:
+def sha256_prefix(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -383,21 +384,12 @@ def default_model_path() -> Path:
     so concurrent processes never see a partial model.
     """
     ckpt = checkpoint_path()
-    target = _cache_dir() / f"efficientnet_lite0-{_sha256_prefix(ckpt)}-v{CONVERTER_VERSION}.onnx"
+    target = _cache_dir() / f"efficientnet_lite0-{sha256_prefix(ckpt)}-v{CONVERTER_VERSION}.onnx"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     data = build_onnx_model(load_checkpoint(ckpt)).SerializeToString()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
     return target
 
 

@@ -13,7 +13,6 @@ at build time (no downloads, no data files). ``quant_pre_process`` is not used: 
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -29,6 +28,7 @@ from onnxruntime.quantization import (
 )
 from PIL import Image, ImageDraw, ImageFilter
 
+from dup_pipeline.core.atomic import atomic_path
 from dup_pipeline.core.demo import CLASSES, draw_class_image
 from dup_pipeline.core.embed import effnet_lite0
 from dup_pipeline.core.embed.model import ModelSpec, default_model_spec
@@ -139,20 +139,12 @@ def int8_model_path() -> Path:
     renamed, so concurrent processes never see a partial model.
     """
     fp32 = effnet_lite0.default_model_path()
-    digest = effnet_lite0._sha256_prefix(fp32)
+    digest = effnet_lite0.sha256_prefix(fp32)
     target = fp32.parent / f"efficientnet_lite0-int8-{digest}-v{QUANTIZER_VERSION}.onnx"
     if target.is_file():
         return target
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         build_int8_model(fp32, tmp)
-        with open(tmp, "r+b") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 
