@@ -5,9 +5,12 @@ applied, and every mode (grayscale, palette, RGBA, CMYK, 16-bit, float) is norma
 8-bit RGB. Transparent pixels are composited onto white, as a viewer shows them.
 """
 
-import io
+import contextlib
+import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -56,18 +59,26 @@ class DecodedImage:
     channels: int
 
 
-def read_bytes(path: str) -> bytes:
-    """Read a whole file, turning OS errors into :class:`BadFile`."""
+@contextlib.contextmanager
+def open_image_file(path: str) -> Iterator[BinaryIO]:
+    """Open a file for decoding (read lazily, never whole), turning OS errors into :class:`BadFile`."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        handle = open(path, "rb")
     except FileNotFoundError:
         raise BadFile("missing", "file no longer exists") from None
     except OSError as exc:
         raise BadFile("unreadable", exc.strerror or type(exc).__name__) from None
-    if not data:
-        raise BadFile("empty", "file is empty (0 bytes)")
-    return data
+    with handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size and not handle.read(1):
+                raise OSError("no data")
+            handle.seek(0)
+        except OSError as exc:
+            raise BadFile("unreadable", getattr(exc, "strerror", None) or str(exc)) from None
+        if size == 0:
+            raise BadFile("empty", "file is empty (0 bytes)")
+        yield handle
 
 
 def decode_image(
@@ -78,11 +89,16 @@ def decode_image(
 ) -> DecodedImage:
     """Decode ``path`` to RGB whose longer side is at least ``work_side`` when the original is.
 
-    Raises :class:`BadFile` for anything that cannot be used.
+    The header is checked (format, size, pixel limit) before any pixel is read. Raises
+    :class:`BadFile` for anything that cannot be used.
     """
-    data = read_bytes(path)
+    with open_image_file(path) as handle:
+        return _decode(path, handle, work_side, max_pixels, min_side)
+
+
+def _decode(path: str, handle: BinaryIO, work_side: int, max_pixels: int, min_side: int) -> DecodedImage:
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(handle)
     except UnidentifiedImageError:
         raise BadFile("not_an_image", "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
@@ -100,7 +116,8 @@ def decode_image(
     mode = img.mode
     try:
         if fmt == "PNG":
-            Image.open(io.BytesIO(data)).verify()
+            with open(path, "rb") as again:
+                Image.open(again).verify()
         if fmt in ("JPEG", "MPO") and max(width, height) > work_side:
             scale = work_side / max(width, height)
             img.draft(None, (max(1, round(width * scale)), max(1, round(height * scale))))
