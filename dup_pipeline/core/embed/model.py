@@ -93,7 +93,7 @@ def inspect_model(
     """Read the input name, layout (NCHW/NHWC), size and embedding dimension from the graph."""
     path = str(model_path)
     if not Path(path).is_file():
-        raise ModelError(f"model_path {path!r} does not exist")
+        raise ModelError(f"model_path {path!r} does not exist (built-in models: {DEFAULT_MODEL}, {INT8_MODEL})")
     try:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several exception types
