@@ -294,7 +294,8 @@ def run_pipeline(
         for offset_range in ranges:
             outcomes.append(scan_range(work, manifest, offset_range, config.decode, config.threads, advance,
                                        feature_settings))
-    return finish_run(config, work, manifest, outcomes, feature_settings, run_mode, progress)
+    spec = feature_settings.embedder.spec if feature_settings is not None else None
+    return finish_run(config, work, manifest, outcomes, spec, run_mode, progress)
 
 
 def finish_run(
@@ -302,32 +303,40 @@ def finish_run(
     work: WorkDir,
     manifest: pl.DataFrame,
     outcomes: list[RangeScanOutcome],
-    feature_settings: FeatureSettings | None,
+    spec: ModelSpec | None,
     run_mode: int = 0,
     progress: ProgressSink = silent_progress,
 ) -> RunSummary:
-    """Everything after the range scans: dataset tables, feature matrix, similarity, labels."""
+    """Everything after the range scans: dataset tables, feature matrix (when the range scans
+    embedded with ``spec``), similarity, labels. Needs the model's identity, not the model."""
     tables = combine_scans(work, manifest.height, config.range_size)
     matrix = graph = None
-    if feature_settings is not None:
-        spec = feature_settings.embedder.spec
+    if spec is not None:
         matrix = assemble_features(work, manifest, config.range_size, spec.model_id, spec.dim,
                                    config.model.class_names)
         if run_mode == 0 and matrix.matrix.shape[0]:
             graph = run_similarity(work, manifest, matrix, config.graph, config.threads, progress)
+    return _conclude(config, work, manifest, tables.bad, tables.stats.height, outcomes, matrix, graph)
+
+
+def _conclude(config: PipelineConfig, work: WorkDir, manifest: pl.DataFrame, bad: pl.DataFrame, good: int,
+              outcomes: list[RangeScanOutcome], matrix: FeatureMatrix | None, graph: GraphResult | None,
+              ) -> RunSummary:
+    """Labels (or removal of an earlier run's label findings), the report, and the run's summary."""
     label_outcome = None
-    if graph is not None and (config.labels is not None or config.labels_from_folders):
+    wants_labels = config.labels is not None or config.labels_from_folders
+    if graph is not None and wants_labels:
         label_outcome = analyse_labels(config, work, manifest, matrix)
-    elif config.labels is None and not config.labels_from_folders:
+    elif not wants_labels:
         remove_label_outputs(work)
     report = write_report(work) if config.report else None
     groups = exact_duplicate_groups(manifest)
     return RunSummary(
         work_dir=str(work.root),
         files=manifest.height,
-        good=tables.stats.height,
-        bad=tables.bad.height,
-        bad_reasons=bad_reason_counts(tables.bad),
+        good=good,
+        bad=bad.height,
+        bad_reasons=bad_reason_counts(bad),
         exact_duplicate_groups=groups.height,
         exact_duplicate_files=int(groups["count"].sum()) if groups.height else 0,
         ranges=outcomes,
@@ -385,13 +394,5 @@ def _similarity_only(config: PipelineConfig, work: WorkDir, progress: ProgressSi
     manifest = pl.read_parquet(work.manifest)
     matrix = load_features(work)
     graph = run_similarity(work, manifest, matrix, config.graph, config.threads, progress, reuse_index=reuse_index)
-    label_outcome = None
-    if config.labels is not None or config.labels_from_folders:
-        label_outcome = analyse_labels(config, work, manifest, matrix)
-    else:
-        remove_label_outputs(work)
-    bad = pl.read_parquet(work.bad_files_parquet)
-    groups = exact_duplicate_groups(manifest)
-    return RunSummary(str(work.root), manifest.height, matrix.matrix.shape[0], bad.height, bad_reason_counts(bad),
-                      groups.height, int(groups["count"].sum()) if groups.height else 0, [], matrix, graph,
-                      labels=label_outcome, report=write_report(work) if config.report else None)
+    return _conclude(config, work, manifest, pl.read_parquet(work.bad_files_parquet), matrix.matrix.shape[0], [],
+                     matrix, graph)

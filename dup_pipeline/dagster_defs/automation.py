@@ -89,13 +89,14 @@ def build_audit_job(dataset: str, compare_to: str | None = None) -> dg.JobDefini
         ds = dataset_resource(context, dataset)
         config, work = ds.pipeline_config(), ds.workdir()
         manifest = pl.read_parquet(work.manifest)
-        features = config.model.feature_settings()
         missed = stale_ranges(config, work, manifest)
         if missed:  # e.g. a re-execution from failure that skipped range steps which never started
             context.log.warning(f"completing {len(missed)} offset ranges the fan-out did not finish: {missed[:20]}")
-        for range_key in missed:
-            scan_range(work, manifest, OffsetRange.parse(range_key), config.decode, config.threads, None, features)
-        summary = finish_run(config, work, manifest, [], features, progress=logging_progress(context.log.info))
+            features = config.model.feature_settings()
+            for range_key in missed:
+                scan_range(work, manifest, OffsetRange.parse(range_key), config.decode, config.threads, None, features)
+        summary = finish_run(config, work, manifest, [], config.model.spec(),
+                             progress=logging_progress(context.log.info))
         for line in summary.lines():
             context.log.info(line)
         names = ["dataset_bad_files", "dataset_image_stats", "feature_matrix"]

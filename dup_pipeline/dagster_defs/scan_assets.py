@@ -226,7 +226,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
         config = ds.pipeline_config()
         work = ds.workdir()
         manifest = pl.read_parquet(work.manifest)
-        spec = config.model.feature_settings().embedder.spec
+        spec = config.model.spec()
         matrix = assemble_features(work, manifest, config.range_size, spec.model_id, spec.dim,
                                    config.model.class_names)
         return dg.MaterializeResult(
