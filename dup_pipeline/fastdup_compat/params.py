@@ -47,6 +47,23 @@ def parse_turi_param(text: str) -> dict[str, str]:
     return values
 
 
+def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:
+    """``kind(value)``, or a ValueError naming the parameter and what it accepts."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+
+
+def _int(name: str, value: Any) -> int:
+    return _number(name, value, int)
+
+
+def _float(name: str, value: Any) -> float:
+    return _number(name, value, float)
+
+
 def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes")
 
@@ -79,35 +96,37 @@ def translate(input_dir: InputSpec, work_dir: str, kwargs: dict[str, Any]) -> Ru
         raise ValueError(f"nn_provider must be 'nnf' or 'faiss' (both mean faiss), got {kwargs['nn_provider']!r}")
     if kwargs.get("high_accuracy"):
         raise ValueError("high_accuracy=True selects fastdup's closed model; pass model_path=<your ONNX model>")
-    num_images = int(kwargs.get("num_images") or 0)
+    num_images = _int("num_images", kwargs.get("num_images") or 0)
     if num_images < 0 and num_images != -1:
         raise ValueError(f"num_images must be -1/0 (all) or a positive count, got {num_images}")
     source = input_dir
     if num_images > 0:
         source = discover_files(input_dir)[:num_images]
-    min_side = min(int(turi.get("min_input_image_height", 10)), int(turi.get("min_input_image_width", 10)))
+    min_side = min(_int("min_input_image_height", turi.get("min_input_image_height", 10)),
+                   _int("min_input_image_width", turi.get("min_input_image_width", 10)))
     ccthreshold = kwargs.get("ccthreshold", kwargs.get("cc_threshold", turi.get("ccthreshold", 0.9)))
     threads = kwargs.get("num_threads")
     model_path = kwargs.get("model_path") or DEFAULT_MODEL
     config = PipelineConfig(
         input=source,
         work_dir=str(work_dir),
-        range_size=int(kwargs.get("range_size", 10_000)),
-        num_threads=-1 if threads in (None, -1) else int(threads),
+        range_size=_int("range_size", kwargs.get("range_size", 10_000)),
+        num_threads=-1 if threads in (None, -1) else _int("num_threads", threads),
         decode=DecodeSettings(min_side=min_side),
         model=ModelConfig(
             model_path=model_path, output_name=kwargs.get("model_output"),
             normalization=kwargs.get("normalization"), bounding_box=kwargs.get("bounding_box") or None,
-            batch_size=int(kwargs.get("batch_size") or 32), compute=compute,
+            batch_size=_int("batch_size", kwargs.get("batch_size") or 32), compute=compute,
         ),
         graph=GraphConfig(
             faiss_mode=kwargs.get("faiss_mode") or kwargs.get("nnf_mode") or "HNSW32",
             faiss_param=(kwargs.get("faiss_param") or kwargs.get("nnf_param") or "").replace("nprobes=", "nprobe="),
             distance=kwargs.get("distance", "cosine"),
-            nearest_neighbors_k=int(kwargs.get("nearest_neighbors_k", 10)),
-            threshold=float(kwargs.get("threshold", 0.9)),
-            ccthreshold=float(ccthreshold),
-            lower_threshold=float(kwargs.get("lower_threshold", kwargs.get("outlier_percentile", 0.05))),
+            nearest_neighbors_k=_int("nearest_neighbors_k", kwargs.get("nearest_neighbors_k", 10)),
+            threshold=_float("threshold", kwargs.get("threshold", 0.9)),
+            ccthreshold=_float("ccthreshold", ccthreshold),
+            lower_threshold=_float("lower_threshold",
+                                   kwargs.get("lower_threshold", kwargs.get("outlier_percentile", 0.05))),
             run_cc=_flag(kwargs.get("run_cc", turi.get("run_cc", 1))),
             run_pagerank=_flag(kwargs.get("run_pagerank", turi.get("run_pagerank", 1))),
             run_degree=_flag(kwargs.get("run_degree", turi.get("run_degree", 1))),
@@ -115,11 +134,11 @@ def translate(input_dir: InputSpec, work_dir: str, kwargs: dict[str, Any]) -> Ru
         labels=kwargs.get("annotations"),
         labels_from_folders=bool(kwargs.get("labels_from_folders", False)),
     )
-    run_mode = check_run_mode(int(kwargs.get("run_mode", 0)))
+    run_mode = check_run_mode(_int("run_mode", kwargs.get("run_mode", 0)))
     test_dir = kwargs.get("test_dir") or None
     if test_dir and run_mode == 0:
         run_mode = 3
     stats_only = _flag(kwargs.get("run_stats_only", turi.get("run_stats_only", 0)))
-    max_offset = int(kwargs.get("max_offset") or 0)
-    return RunRequest(config, run_mode, test_dir, not stats_only, int(kwargs.get("min_offset") or 0),
+    max_offset = _int("max_offset", kwargs.get("max_offset") or 0)
+    return RunRequest(config, run_mode, test_dir, not stats_only, _int("min_offset", kwargs.get("min_offset") or 0),
                       max_offset if max_offset > 0 else None)

@@ -92,6 +92,8 @@ def test_failures_return_1_and_bad_parameters_are_named(demo_dataset, tmp_path, 
     assert fd.run(distance="hamming") == 1 and "distance must be one of" in caplog.text
     assert fd.run(compute="tpu") == 1 and "compute must be 'cpu' or 'gpu'" in caplog.text
     assert fd.run(no_such_parameter=3) == 1 and "unknown fastdup parameter" in caplog.text
+    assert fd.run(nearest_neighbors_k="x") == 1 and "nearest_neighbors_k must be an integer, got 'x'" in caplog.text
+    assert fd.run(threshold="high") == 1 and "threshold must be a number, got 'high'" in caplog.text
     assert fastdup.create(str(tmp_path / "w2"), str(tmp_path / "missing")).run() == 1
 
 
