@@ -98,6 +98,20 @@ def pairwise_similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") 
     return to_similarity(faiss.pairwise_distances(a, b, metric), distance)
 
 
+def _new_index(dim: int, faiss_mode: str, distance: str) -> faiss.Index:
+    """An empty ``faiss.index_factory`` index; errors name the parameter and what would work."""
+    metric = _check_distance(distance)
+    if distance == "manhattan" and not _MANHATTAN_MODE_RE.fullmatch(faiss_mode):
+        raise ValueError(
+            f"distance='manhattan' needs an uncompressed faiss_mode ({MANHATTAN_MODES}), got {faiss_mode!r}")
+    try:
+        return faiss.index_factory(dim, faiss_mode, metric)
+    except RuntimeError as err:
+        reason = str(err).strip().rsplit(": ", 1)[-1]  # drop faiss's C++ source location
+        raise ValueError(f"faiss_mode {faiss_mode!r} is not a valid faiss.index_factory string for {dim}-d "
+                         f"vectors ({reason}); e.g. Flat, HNSW32, IVF1024,Flat, IVF4096,PQ32") from None
+
+
 def apply_params(index: faiss.Index, faiss_mode: str, faiss_param: str) -> None:
     """Apply ``"name=value,..."`` (``nprobes`` is accepted for fastdup's ``nprobe``)."""
     space = faiss.ParameterSpace()
@@ -133,21 +147,11 @@ def build_index(
     are trained on ``train_sample`` random rows (fixed seed). ``faiss_param`` is applied after
     training and before adding, so ``efConstruction`` takes effect.
     """
-    metric = _check_distance(distance)
     _check_matrix("features", features)
     if train_sample < 1:
         raise ValueError(f"train_sample must be >= 1, got {train_sample}")
-    if distance == "manhattan" and not _MANHATTAN_MODE_RE.fullmatch(faiss_mode):
-        raise ValueError(
-            f"distance='manhattan' needs an uncompressed faiss_mode ({MANHATTAN_MODES}), got {faiss_mode!r}"
-        )
     n, d = features.shape
-    try:
-        index = faiss.index_factory(d, faiss_mode, metric)
-    except RuntimeError as err:
-        raise ValueError(
-            f"faiss_mode {faiss_mode!r} is not a valid faiss.index_factory string: {err}"
-        ) from None
+    index = _new_index(d, faiss_mode, distance)
     with _threads(num_threads):
         if not index.is_trained:
             rows = np.sort(np.random.default_rng(0).choice(n, size=min(train_sample, n), replace=False))
@@ -201,16 +205,7 @@ def search(
 
 def check_index_settings(dim: int, faiss_mode: str, distance: str, faiss_param: str) -> None:
     """Fail fast (before hours of embedding) on a faiss_mode or faiss_param that cannot work."""
-    metric = _check_distance(distance)
-    if distance == "manhattan" and not _MANHATTAN_MODE_RE.fullmatch(faiss_mode):
-        raise ValueError(
-            f"distance='manhattan' needs an uncompressed faiss_mode ({MANHATTAN_MODES}), got {faiss_mode!r}")
-    try:
-        index = faiss.index_factory(dim, faiss_mode, metric)
-    except RuntimeError as err:
-        raise ValueError(f"faiss_mode {faiss_mode!r} is not a valid faiss.index_factory string for "
-                         f"{dim}-d vectors: {err}") from None
-    apply_params(index, faiss_mode, faiss_param)
+    apply_params(_new_index(dim, faiss_mode, distance), faiss_mode, faiss_param)
 
 
 def add_rows(index: faiss.Index, features: np.ndarray, start: int, distance: str = "cosine",

@@ -86,7 +86,7 @@ def test_bad_parameters_raise(planted):
     index = ix.build_index(x[:50], "Flat")
     with pytest.raises(ValueError, match=r"distance must be one of \['cosine', 'euclidean'"):
         ix.build_index(x, distance="hamming")
-    with pytest.raises(ValueError, match="faiss_mode 'Nope'"):
+    with pytest.raises(ValueError, match=r"faiss_mode 'Nope' is not a valid .*\(could not parse index string Nope\); e.g. Flat"):
         ix.build_index(x, "Nope")
     with pytest.raises(ValueError, match=r"does not match the index metric: use one of \['cosine'\]"):
         ix.search(index, x, 3, distance="euclidean")
