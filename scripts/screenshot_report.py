@@ -27,14 +27,17 @@ PAGES = ("index", "duplicates", "outliers", "components", "similarity", "dark", 
 
 
 def demo_work_dir(root: Path) -> tuple[WorkDir, Path]:
-    """The demo analysed without its test split, plus the test split searched against it."""
+    """The demo analysed without its test split, plus the test split searched against it; returns the
+    work_dir and the training images' labels."""
     demo = generate_demo(root)
     test = demo.images / "test"
     train = [p for p in discover_files(demo.images) if not Path(p).is_relative_to(test)]
     config = PipelineConfig(train, str(root / "work"))
     run_pipeline(config)
     run_pipeline(config, run_mode=3, test_input=str(test))
-    return WorkDir(config.work_dir), demo.labels
+    train_labels = root / "train_labels.csv"
+    pl.read_csv(demo.labels).filter(pl.col("split") != "test").write_csv(train_labels)
+    return WorkDir(config.work_dir), train_labels
 
 
 def main(argv: list[str] | None = None) -> int:
