@@ -8,6 +8,7 @@ neighbours agree among themselves on another label; when they disagree it is ``a
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from dup_pipeline.core.atomic import write_csv, write_parquet
@@ -37,39 +38,53 @@ class LabelConfig:
 
 def label_issues(knn: Neighbours, labels: pl.DataFrame, config: LabelConfig = LabelConfig()) -> pl.DataFrame:
     """One row per labeled image with a feature vector, highest score first: ``index, filename, label,
-    suggested_label, score, status, agreement, support, neighbours``."""
-    label_of = dict(zip(labels.filter(pl.col("label").is_not_null())["index"].to_list(),
-                        labels.filter(pl.col("label").is_not_null())["label"].to_list()))
-    names = dict(zip(labels["index"].to_list(), labels["filename"].to_list()))
-    rows = []
-    for i, image in enumerate(knn.rows.tolist()):
-        own = label_of.get(image)
-        if own is None:
-            continue
-        votes: dict[str, float] = {}
-        neighbours = []
-        for sim, other in zip(knn.sims[i].tolist(), knn.ids[i].tolist()):
-            theirs = label_of.get(other)
-            if other == image or other < 0 or theirs is None or not sim >= config.min_similarity:
-                continue
-            votes[theirs] = votes.get(theirs, 0.0) + sim ** config.sharpness
-            neighbours.append(other)
-        total = sum(votes.values())
-        if len(neighbours) < config.min_support or total <= 0:
-            rows.append((image, names.get(image), own, None, 0.0, "unsupported", None, len(neighbours), neighbours))
-            continue
-        suggested, best = max(votes.items(), key=lambda kv: (kv[1], kv[0] == own))
-        share_own, agreement = votes.get(own, 0.0) / total, best / total
-        if suggested == own:
-            status = "ok"
-        else:
-            status = "wrong" if agreement >= config.agreement else "ambiguous"
-        rows.append((image, names.get(image), own, suggested, 1.0 - share_own, status, agreement,
-                     len(neighbours), neighbours))
-    schema = {"index": pl.Int64, "filename": pl.String, "label": pl.String, "suggested_label": pl.String,
-              "score": pl.Float64, "status": pl.String, "agreement": pl.Float64, "support": pl.Int64,
-              "neighbours": pl.List(pl.Int64)}
-    return pl.DataFrame(rows, schema=schema, orient="row").sort(["score", "index"], descending=[True, False])
+    suggested_label, score, status, agreement, support, neighbours``. Computed on a table of
+    (image, neighbour) edges with polars, no Python loop per image or edge."""
+    known = labels.filter(pl.col("label").is_not_null()).select(pl.col("index").cast(pl.Int64), "filename", "label")
+    n, k = knn.ids.shape
+    images = known.join(pl.DataFrame({"index": knn.rows.astype(np.int64)}), on="index", how="semi")
+    edges = (
+        pl.DataFrame({"index": np.repeat(knn.rows.astype(np.int64), k), "pos": np.tile(np.arange(k), n),
+                      "other": knn.ids.ravel().astype(np.int64), "sim": knn.sims.ravel().astype(np.float64)})
+        .join(images.select("index", "label"), on="index")
+        .join(known.select(pl.col("index").alias("other"), pl.col("label").alias("theirs")), on="other")
+        .filter((pl.col("other") != pl.col("index")) & (pl.col("sim") >= config.min_similarity)
+                & pl.col("sim").is_not_nan())
+        .with_columns(weight=pl.col("sim") ** config.sharpness)
+    )
+    votes = (
+        edges.group_by("index", "theirs")
+        .agg(pl.col("weight").sum().alias("vote"), pl.col("pos").min().alias("first"),
+             (pl.col("theirs") == pl.col("label")).first().alias("own"))
+    )
+    best = (  # the highest vote; the given label among equal votes, else the label seen first
+        votes.sort(["index", "vote", "own", "first"], descending=[False, True, True, False])
+        .group_by("index", maintain_order=True)
+        .agg(pl.col("theirs").first().alias("suggested_label"), pl.col("vote").first().alias("best"),
+             pl.col("vote").sum().alias("total"), pl.col("vote").filter(pl.col("own")).sum().alias("own_vote"))
+    )
+    neighbours = edges.sort("index", "pos").group_by("index", maintain_order=True).agg(
+        pl.col("other").alias("neighbours"), pl.len().alias("support"))
+    rows = (
+        images.join(neighbours, on="index", how="left").join(best, on="index", how="left")
+        .with_columns(pl.col("support").fill_null(0).cast(pl.Int64),
+                      pl.col("neighbours").fill_null(pl.lit([], dtype=pl.List(pl.Int64))))
+    )
+    verdict = (pl.col("support") >= config.min_support) & (pl.col("total") > 0)
+    agreement = pl.col("best") / pl.col("total")
+    return (
+        rows.with_columns(
+            suggested_label=pl.when(verdict).then("suggested_label"),
+            score=pl.when(verdict).then(1.0 - pl.col("own_vote") / pl.col("total")).otherwise(0.0),
+            status=pl.when(~verdict).then(pl.lit("unsupported"))
+            .when(pl.col("suggested_label") == pl.col("label")).then(pl.lit("ok"))
+            .when(agreement >= config.agreement).then(pl.lit("wrong")).otherwise(pl.lit("ambiguous")),
+            agreement=pl.when(verdict).then(agreement),
+        )
+        .select("index", "filename", "label", "suggested_label", "score", "status", "agreement", "support",
+                "neighbours")
+        .sort(["score", "index"], descending=[True, False])
+    )
 
 
 def label_conflicts(pairs: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:

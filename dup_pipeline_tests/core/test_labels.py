@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from dup_pipeline.core.label_issues import (
     LabelConfig,
@@ -78,6 +79,58 @@ def test_disagreeing_neighbours_are_ambiguous_not_wrong():
     flipped = label_issues(knn_flip, labels, LabelConfig())
     assert flipped.filter(pl.col("index") == 0)["status"].item() == "wrong"
 
+
+def _reference_label_issues(knn: Neighbours, labels: pl.DataFrame, config: LabelConfig) -> pl.DataFrame:
+    """The vote spelled out image by image, neighbour by neighbour (the definition label_issues vectorizes)."""
+    label_of = {i: lab for i, lab in zip(labels["index"], labels["label"]) if lab is not None}
+    names = dict(zip(labels["index"], labels["filename"]))
+    rows = []
+    for image, sims, ids in zip(knn.rows.tolist(), knn.sims.tolist(), knn.ids.tolist()):
+        own = label_of.get(image)
+        if own is None:
+            continue
+        votes: dict[str, float] = {}
+        neighbours = []
+        for sim, other in zip(sims, ids):
+            theirs = label_of.get(other)
+            if other != image and other >= 0 and theirs is not None and sim >= config.min_similarity:
+                votes[theirs] = votes.get(theirs, 0.0) + sim ** config.sharpness
+                neighbours.append(other)
+        total = sum(votes.values())
+        if len(neighbours) < config.min_support or total <= 0:
+            rows.append((image, names[image], own, None, 0.0, "unsupported", None, len(neighbours), neighbours))
+            continue
+        suggested, best = max(votes.items(), key=lambda kv: (kv[1], kv[0] == own))  # ties: first seen
+        status = "ok" if suggested == own else "wrong" if best / total >= config.agreement else "ambiguous"
+        rows.append((image, names[image], own, suggested, 1.0 - votes.get(own, 0.0) / total, status, best / total,
+                     len(neighbours), neighbours))
+    schema = {"index": pl.Int64, "filename": pl.String, "label": pl.String, "suggested_label": pl.String,
+              "score": pl.Float64, "status": pl.String, "agreement": pl.Float64, "support": pl.Int64,
+              "neighbours": pl.List(pl.Int64)}
+    return pl.DataFrame(rows, schema=schema, orient="row").sort(["score", "index"], descending=[True, False])
+
+
+def test_label_issues_equals_the_vote_spelled_out():
+    seen = set()
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        n, k = int(rng.integers(1, 300)), int(rng.integers(1, 12))
+        rows = np.sort(rng.choice(2 * n, n, replace=False))
+        ids = rng.choice(rows, (n, k))
+        ids[rng.random((n, k)) < 0.05] = -1  # fewer neighbours found
+        ids[:, 0] = np.where(rng.random(n) < 0.3, rows, ids[:, 0])  # the image itself
+        sims = (rng.choice([0.2, 0.5, 0.9, 0.95, 1.0], (n, k)) if seed % 2 else rng.uniform(0, 1, (n, k))).astype(
+            np.float32)  # odd seeds: many exactly tied votes
+        sims[ids < 0] = np.nan
+        labels = pl.DataFrame({"index": rows, "filename": [f"{i}.jpg" for i in rows],
+                               "label": rng.choice(["a", "b", "c", None], n, p=[0.4, 0.3, 0.2, 0.1]).tolist()},
+                              schema={"index": pl.Int64, "filename": pl.String, "label": pl.String})
+        config = LabelConfig(min_support=int(rng.integers(1, 4)))
+        knn = Neighbours(rows, sims, ids, "test")
+        expected = _reference_label_issues(knn, labels, config)
+        assert_frame_equal(label_issues(knn, labels, config), expected, check_exact=False, rel_tol=1e-9)
+        seen |= set(expected["status"])
+    assert seen == {"ok", "wrong", "ambiguous", "unsupported"}
 
 def test_bad_label_files_get_clear_errors(demo_dataset, demo_run, tmp_path):
     manifest = pl.read_parquet(f"{demo_run.work_dir}/manifest.parquet")
