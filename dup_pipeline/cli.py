@@ -11,9 +11,7 @@ from tqdm import tqdm
 
 from dup_pipeline.core.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from dup_pipeline.core.demo import generate_demo
-from dup_pipeline.core.embed.model import ModelError
-from dup_pipeline.core.inputs import InputError
-from dup_pipeline.core.labels import LabelsError
+from dup_pipeline.core.errors import DupPipelineError, exit_code
 from dup_pipeline.core.pipeline import (
     RUN_MODES,
     ModelConfig,
@@ -26,7 +24,7 @@ from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE
 from dup_pipeline.core.report.report import build_report
 from dup_pipeline.core.scan import DecodeSettings
 from dup_pipeline.core.similarity import GraphConfig
-from dup_pipeline.core.workdir import WorkDir, WorkDirError
+from dup_pipeline.core.workdir import WorkDir
 
 
 @contextlib.contextmanager
@@ -39,13 +37,20 @@ def _progress(quiet: bool) -> ProgressSink:
     return silent_progress if quiet else _bar
 
 
-def _run(config: PipelineConfig, quiet: bool, **kwargs) -> RunSummary:
+@contextlib.contextmanager
+def _reported_errors() -> Iterator[None]:
+    """Turn the pipeline's errors into a one-line message and exit code (2 bad parameter, 1 otherwise)."""
     try:
+        yield
+    except DupPipelineError as exc:
+        error = click.ClickException(str(exc))
+        error.exit_code = exit_code(exc)
+        raise error from None
+
+
+def _run(config: PipelineConfig, quiet: bool, **kwargs) -> RunSummary:
+    with _reported_errors():
         return run_pipeline(config, _progress(quiet), **kwargs)
-    except (InputError, WorkDirError, ModelError, LabelsError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def _print_summary(summary: RunSummary) -> None:
@@ -102,7 +107,7 @@ def with_run_options(func):
 def _config(input_spec, work_dir, range_size, num_threads, min_side, max_pixels, model_path, model_output,
             normalization, bounding_box, batch_size, threshold, ccthreshold, lower_threshold, nearest_neighbors_k,
             faiss_mode, faiss_param, distance, labels, labels_from_folders) -> PipelineConfig:
-    try:
+    with _reported_errors():
         return PipelineConfig(
             input=input_spec, work_dir=str(work_dir), range_size=range_size, num_threads=num_threads,
             decode=DecodeSettings(max_pixels=max_pixels, min_side=min_side),
@@ -113,8 +118,6 @@ def _config(input_spec, work_dir, range_size, num_threads, min_side, max_pixels,
                               ccthreshold=ccthreshold, lower_threshold=lower_threshold),
             labels=labels, labels_from_folders=labels_from_folders,
         )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -20,6 +20,7 @@ import faiss
 import numpy as np
 
 from dup_pipeline.core.atomic import atomic_path
+from dup_pipeline.core.errors import ConfigError
 
 DISTANCES: dict[str, int] = {
     "cosine": faiss.METRIC_INNER_PRODUCT,
@@ -36,15 +37,15 @@ ADD_BATCH = 65_536
 
 def _check_distance(distance: str) -> int:
     if distance not in DISTANCES:
-        raise ValueError(f"distance must be one of {sorted(DISTANCES)}, got {distance!r}")
+        raise ConfigError(f"distance must be one of {sorted(DISTANCES)}, got {distance!r}")
     return DISTANCES[distance]
 
 
 def _check_matrix(name: str, x: np.ndarray, d: int | None = None) -> None:
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array (n, d), got shape {x.shape}")
+        raise ConfigError(f"{name} must be a non-empty 2-D array (n, d), got shape {x.shape}")
     if d is not None and x.shape[1] != d:
-        raise ValueError(f"{name} must have {d} columns (the index dimension), got {x.shape[1]}")
+        raise ConfigError(f"{name} must have {d} columns (the index dimension), got {x.shape[1]}")
 
 
 def _rows(x: np.ndarray, rows: slice | np.ndarray, distance: str) -> np.ndarray:
@@ -56,7 +57,7 @@ def _rows(x: np.ndarray, rows: slice | np.ndarray, distance: str) -> np.ndarray:
     if not finite.all():
         first = int(np.flatnonzero(~finite)[0])
         row = (rows.start or 0) + first if isinstance(rows, slice) else int(rows[first])
-        raise ValueError(f"vectors must be finite; row {row} contains NaN or inf")
+        raise ConfigError(f"vectors must be finite; row {row} contains NaN or inf")
     if distance == "cosine":
         faiss.normalize_L2(out)
     return out
@@ -69,7 +70,7 @@ def _threads(num_threads: int | None) -> Iterator[None]:
         yield
         return
     if num_threads < 1:
-        raise ValueError(f"num_threads must be None or >= 1, got {num_threads}")
+        raise ConfigError(f"num_threads must be None or >= 1, got {num_threads}")
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(num_threads)
     try:
@@ -102,13 +103,13 @@ def _new_index(dim: int, faiss_mode: str, distance: str) -> faiss.Index:
     """An empty ``faiss.index_factory`` index; errors name the parameter and what would work."""
     metric = _check_distance(distance)
     if distance == "manhattan" and not _MANHATTAN_MODE_RE.fullmatch(faiss_mode):
-        raise ValueError(
+        raise ConfigError(
             f"distance='manhattan' needs an uncompressed faiss_mode ({MANHATTAN_MODES}), got {faiss_mode!r}")
     try:
         return faiss.index_factory(dim, faiss_mode, metric)
     except RuntimeError as err:
         reason = str(err).strip().rsplit(": ", 1)[-1]  # drop faiss's C++ source location
-        raise ValueError(f"faiss_mode {faiss_mode!r} is not a valid faiss.index_factory string for {dim}-d "
+        raise ConfigError(f"faiss_mode {faiss_mode!r} is not a valid faiss.index_factory string for {dim}-d "
                          f"vectors ({reason}); e.g. Flat, HNSW32, IVF1024,Flat, IVF4096,PQ32") from None
 
 
@@ -121,13 +122,13 @@ def apply_params(index: faiss.Index, faiss_mode: str, faiss_param: str) -> None:
         try:
             number = float(value if sep and name else "missing")
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"faiss_param must look like 'efSearch=128,nprobe=16', got item {item!r}"
             ) from None
         try:
             space.set_index_parameter(index, name, number)
         except RuntimeError:
-            raise ValueError(
+            raise ConfigError(
                 f"faiss_param {name!r} is not supported by faiss_mode {faiss_mode!r} "
                 "(e.g. efSearch/efConstruction for HNSW, nprobe for IVF, none for Flat)"
             ) from None
@@ -149,7 +150,7 @@ def build_index(
     """
     _check_matrix("features", features)
     if train_sample < 1:
-        raise ValueError(f"train_sample must be >= 1, got {train_sample}")
+        raise ConfigError(f"train_sample must be >= 1, got {train_sample}")
     n, d = features.shape
     index = _new_index(d, faiss_mode, distance)
     with _threads(num_threads):
@@ -158,7 +159,7 @@ def build_index(
             try:
                 index.train(_rows(features, rows, distance))
             except RuntimeError as err:
-                raise ValueError(
+                raise ConfigError(
                     f"faiss_mode {faiss_mode!r} cannot be trained on {len(rows)} vectors (IVF<n> needs at least n, "
                     f"PQ at least 256 per codebook; use Flat or HNSW32 for small sets): {err}") from None
         apply_params(index, faiss_mode, faiss_param)
@@ -185,12 +186,12 @@ def search(
     metric = _check_distance(distance)
     if index.metric_type != metric:
         matching = [name for name, m in DISTANCES.items() if m == index.metric_type]
-        raise ValueError(f"distance {distance!r} does not match the index metric: use one of {matching}")
+        raise ConfigError(f"distance {distance!r} does not match the index metric: use one of {matching}")
     _check_matrix("queries", queries, index.d)
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise ConfigError(f"k must be >= 1, got {k}")
     if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+        raise ConfigError(f"batch must be >= 1, got {batch}")
     n = queries.shape[0]
     sims = np.empty((n, k), dtype=np.float32)
     ids = np.empty((n, k), dtype=np.int64)

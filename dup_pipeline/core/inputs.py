@@ -5,6 +5,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from dup_pipeline.core.errors import InputError
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff"}
 )
@@ -13,9 +15,6 @@ PATH_COLUMNS = ("filename", "path", "filepath", "file", "image")
 
 InputSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
-
-class InputError(ValueError):
-    """The input (folder, list file or list) cannot be used."""
 
 
 def discover_files(source: InputSpec) -> list[str]:

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from dup_pipeline.core.atomic import write_csv, write_parquet
+from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.similarity import Neighbours, with_names
 from dup_pipeline.core.workdir import WorkDir
 
@@ -29,11 +30,11 @@ class LabelConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_similarity < 1:
-            raise ValueError(f"min_similarity must be in [0, 1), got {self.min_similarity!r}")
+            raise ConfigError(f"min_similarity must be in [0, 1), got {self.min_similarity!r}")
         if not 0.5 <= self.agreement <= 1:
-            raise ValueError(f"agreement must be in [0.5, 1], got {self.agreement!r}")
+            raise ConfigError(f"agreement must be in [0.5, 1], got {self.agreement!r}")
         if self.min_support < 1:
-            raise ValueError(f"min_support must be >= 1, got {self.min_support!r}")
+            raise ConfigError(f"min_support must be >= 1, got {self.min_support!r}")
 
 
 def label_issues(knn: Neighbours, labels: pl.DataFrame, config: LabelConfig = LabelConfig()) -> pl.DataFrame:

@@ -6,13 +6,12 @@ from typing import Any
 
 import polars as pl
 
+from dup_pipeline.core.errors import LabelsError
+
 LABELS_SCHEMA = {"index": pl.Int64, "filename": pl.String, "label": pl.String, "split": pl.String}
 SPLIT_NAMES = frozenset({"train", "training", "test", "testing", "val", "valid", "validation", "dev"})
 MAX_LISTED = 10
 
-
-class LabelsError(ValueError):
-    """The labels cannot be matched to the images."""
 
 
 def _as_polars(source: Any) -> pl.DataFrame:

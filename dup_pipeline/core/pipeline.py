@@ -22,6 +22,7 @@ from dup_pipeline.core.embed.model import (
     inspect_model,
 )
 from dup_pipeline.core.embed.quantized import int8_model_spec
+from dup_pipeline.core.errors import ConfigError, WorkDirError
 from dup_pipeline.core.features import FeatureMatrix, assemble_features, load_features
 from dup_pipeline.core.index import check_index_settings
 from dup_pipeline.core.inputs import InputError, InputSpec, discover_files
@@ -79,9 +80,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.compute not in ("cpu", "gpu"):
-            raise ValueError(f"compute must be 'cpu' or 'gpu', got {self.compute!r}")
+            raise ConfigError(f"compute must be 'cpu' or 'gpu', got {self.compute!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.bounding_box:
             CropBox.parse(self.bounding_box)
 
@@ -89,7 +90,7 @@ class ModelConfig:
         """The model to run: a built-in name (converted and cached on first use) or an ONNX file."""
         if self.model_path in BUILT_IN_MODELS:
             if self.output_name or self.normalization or self.input_size:
-                raise ValueError(f"model_output, normalization and input_size apply to an ONNX model file, not to the "
+                raise ConfigError(f"model_output, normalization and input_size apply to an ONNX model file, not to the "
                                  f"built-in model {self.model_path!r}")
             return BUILT_IN_MODELS[self.model_path]()
         return inspect_model(self.model_path, self.output_name, self.normalization or "imagenet", self.input_size)
@@ -110,7 +111,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Everything a run needs; invalid values raise ``ValueError`` naming the parameter."""
+    """Everything a run needs; invalid values raise ``ConfigError`` naming the parameter."""
 
     input: InputSpec
     work_dir: str
@@ -127,7 +128,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         check_range_size(self.range_size)
         if not isinstance(self.num_threads, int) or self.num_threads == 0 or self.num_threads < -1:
-            raise ValueError(f"num_threads must be -1 (all cores) or a positive integer, got {self.num_threads!r}")
+            raise ConfigError(f"num_threads must be -1 (all cores) or a positive integer, got {self.num_threads!r}")
 
     @property
     def threads(self) -> int:
@@ -226,7 +227,7 @@ RUN_MODES = {
 def check_run_mode(run_mode: int) -> int:
     """Validate fastdup's run_mode."""
     if run_mode not in RUN_MODES:
-        raise ValueError("run_mode must be one of " + "; ".join(f"{k}: {v}" for k, v in RUN_MODES.items())
+        raise ConfigError("run_mode must be one of " + "; ".join(f"{k}: {v}" for k, v in RUN_MODES.items())
                          + f" — got {run_mode!r}")
     return run_mode
 
@@ -269,9 +270,9 @@ def run_pipeline(
         return _similarity_only(config, work, progress, reuse_index=run_mode == 4)
     if run_mode == 3:
         if test_input is None:
-            raise ValueError("run_mode 3 needs test_input: the new images to compare with the existing index")
+            raise ConfigError("run_mode 3 needs test_input: the new images to compare with the existing index")
         if not work.faiss_index.exists():
-            raise ValueError(f"run_mode 3 needs an existing index: {work.faiss_index} not found (run mode 0 first)")
+            raise WorkDirError(f"run_mode 3 needs an existing index: {work.faiss_index} not found (run mode 0 first)")
         test_config = replace(config, input=test_input, work_dir=str(work.root / "test"), labels=None,
                               labels_from_folders=False)
         summary = run_pipeline(test_config, progress, min_offset, max_offset, run_mode=1)
@@ -388,9 +389,9 @@ def analyse_labels(config: PipelineConfig, work: WorkDir, manifest: pl.DataFrame
 def _similarity_only(config: PipelineConfig, work: WorkDir, progress: ProgressSink, reuse_index: bool) -> RunSummary:
     """Run modes 2 and 4: the similarity stage from the features already in work_dir."""
     if not work.features_meta.exists():
-        raise ValueError(f"run modes 2 and 4 need existing features: {work.features_meta} not found (run mode 1 first)")
+        raise WorkDirError(f"run modes 2 and 4 need existing features: {work.features_meta} not found (run mode 1 first)")
     if reuse_index and not work.faiss_index.exists():
-        raise ValueError(f"run_mode 4 needs an existing index: {work.faiss_index} not found (use run_mode 2)")
+        raise WorkDirError(f"run_mode 4 needs an existing index: {work.faiss_index} not found (use run_mode 2)")
     manifest = pl.read_parquet(work.manifest)
     matrix = load_features(work)
     graph = run_similarity(work, manifest, matrix, config.graph, config.threads, progress, reuse_index=reuse_index)

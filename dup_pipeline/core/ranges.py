@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from dup_pipeline.core.errors import ConfigError
+
 DEFAULT_RANGE_SIZE = 10_000
 
 
@@ -23,16 +25,16 @@ class OffsetRange:
             start_text, end_text = key.split("-")
             start, end = int(start_text), int(end_text)
         except ValueError:
-            raise ValueError(f"offset range key must look like '0-9999', got {key!r}") from None
+            raise ConfigError(f"offset range key must look like '0-9999', got {key!r}") from None
         if start < 0 or end < start:
-            raise ValueError(f"offset range key must have 0 <= start <= end, got {key!r}")
+            raise ConfigError(f"offset range key must have 0 <= start <= end, got {key!r}")
         return cls(start, end)
 
 
 def check_range_size(range_size: int) -> int:
     """Validate the partition size."""
     if not isinstance(range_size, int) or range_size < 1:
-        raise ValueError(f"range_size must be a positive integer, got {range_size!r}")
+        raise ConfigError(f"range_size must be a positive integer, got {range_size!r}")
     return range_size
 
 

@@ -16,6 +16,7 @@ from dup_pipeline.core.decode import (
     DecodedImage,
     decode_image,
 )
+from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.stats import image_stats
 
 BAD_SCHEMA = {
@@ -55,7 +56,7 @@ class DecodeSettings:
         for name in ("max_pixels", "min_side"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from dup_pipeline.core.atomic import atomic_path, write_csv, write_json, write_parquet
+from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.features import FeatureMatrix
 from dup_pipeline.core.graph import (
     connected_components,
@@ -63,14 +64,14 @@ class GraphConfig:
 
     def __post_init__(self) -> None:
         if self.distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {self.distance!r}")
+            raise ConfigError(f"distance must be one of {', '.join(DISTANCES)}, got {self.distance!r}")
         if not isinstance(self.nearest_neighbors_k, int) or self.nearest_neighbors_k < 1:
-            raise ValueError(f"nearest_neighbors_k must be a positive integer, got {self.nearest_neighbors_k!r}")
+            raise ConfigError(f"nearest_neighbors_k must be a positive integer, got {self.nearest_neighbors_k!r}")
         for name in ("threshold", "ccthreshold"):
             if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
         if not 0 <= self.lower_threshold < 1:
-            raise ValueError(f"lower_threshold must be in [0, 1), got {self.lower_threshold!r}")
+            raise ConfigError(f"lower_threshold must be in [0, 1), got {self.lower_threshold!r}")
 
     @property
     def search_params(self) -> str:

@@ -4,13 +4,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from dup_pipeline.core.errors import WorkDirError
 from dup_pipeline.core.ranges import OffsetRange
 
 OUTPUT_FOLDERS = ("ranges", "test", "galleries", "report", "audits")
 
-
-class WorkDirError(ValueError):
-    """The work_dir cannot be created or written."""
 
 
 class WorkDir:

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
+from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.features import load_binary, load_features
 from dup_pipeline.core.inputs import InputSpec
 from dup_pipeline.core.labels import LABELS_SCHEMA
@@ -54,7 +55,7 @@ class Fastdup:
         self.input_dir = input_dir if input_dir is not None else self.input_dir
         try:
             if self.input_dir is None:
-                raise ValueError("input_dir is required (fastdup.create(work_dir, input_dir) or run(input_dir=...))")
+                raise ConfigError("input_dir is required (fastdup.create(work_dir, input_dir) or run(input_dir=...))")
             request = translate(self.input_dir, self.work_dir, {**kwargs, "annotations": annotations})
             if overwrite:  # only once every parameter is known to be valid
                 clear_outputs(self.work)

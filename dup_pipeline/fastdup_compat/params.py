@@ -7,6 +7,7 @@ from typing import Any
 import onnxruntime as ort
 
 from dup_pipeline.core.embed.model import DEFAULT_MODEL
+from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.inputs import InputSpec, discover_files
 from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, check_run_mode
 from dup_pipeline.core.scan import DecodeSettings
@@ -40,10 +41,10 @@ def parse_turi_param(text: str) -> dict[str, str]:
         key, sep, value = part.partition("=")
         if not sep or key not in TURI_KEYS:
             allowed = ", ".join(f"{k} ({v})" for k, v in TURI_KEYS.items())
-            raise ValueError(f"turi_param entry {part!r} is not supported; allowed keys: {allowed}")
+            raise ConfigError(f"turi_param entry {part!r} is not supported; allowed keys: {allowed}")
         values[key] = value
     if values.get("nnmodel", "0") != "0":
-        raise ValueError("turi_param nnmodel must be 0 (faiss nearest-neighbour search)")
+        raise ConfigError("turi_param nnmodel must be 0 (faiss nearest-neighbour search)")
     return values
 
 
@@ -53,7 +54,7 @@ def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:
         return kind(value)
     except (TypeError, ValueError):
         what = "an integer" if kind is int else "a number"
-        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+        raise ConfigError(f"{name} must be {what}, got {value!r}") from None
 
 
 def _int(name: str, value: Any) -> int:
@@ -84,21 +85,21 @@ def translate(input_dir: InputSpec, work_dir: str, kwargs: dict[str, Any]) -> Ru
     """Validate fastdup's parameters (clear errors naming each) and build the request."""
     unknown = sorted(set(kwargs) - set(ACCEPTED))
     if unknown:
-        raise ValueError(f"unknown fastdup parameter(s) {unknown}; supported: {', '.join(ACCEPTED)}")
+        raise ConfigError(f"unknown fastdup parameter(s) {unknown}; supported: {', '.join(ACCEPTED)}")
     turi = parse_turi_param(kwargs.get("turi_param", ""))
     compute = kwargs.get("compute", "cpu")
     if compute not in ("cpu", "gpu"):
-        raise ValueError(f"compute must be 'cpu' or 'gpu', got {compute!r}")
+        raise ConfigError(f"compute must be 'cpu' or 'gpu', got {compute!r}")
     if compute == "gpu" and "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise ValueError("compute='gpu' needs onnxruntime-gpu with a CUDA device; available providers: "
+        raise ConfigError("compute='gpu' needs onnxruntime-gpu with a CUDA device; available providers: "
                          f"{ort.get_available_providers()} (use compute='cpu')")
     if kwargs.get("nn_provider", "nnf") not in ("nnf", "faiss"):
-        raise ValueError(f"nn_provider must be 'nnf' or 'faiss' (both mean faiss), got {kwargs['nn_provider']!r}")
+        raise ConfigError(f"nn_provider must be 'nnf' or 'faiss' (both mean faiss), got {kwargs['nn_provider']!r}")
     if kwargs.get("high_accuracy"):
-        raise ValueError("high_accuracy=True selects fastdup's closed model; pass model_path=<your ONNX model>")
+        raise ConfigError("high_accuracy=True selects fastdup's closed model; pass model_path=<your ONNX model>")
     num_images = _int("num_images", kwargs.get("num_images") or 0)
     if num_images < 0 and num_images != -1:
-        raise ValueError(f"num_images must be -1/0 (all) or a positive count, got {num_images}")
+        raise ConfigError(f"num_images must be -1/0 (all) or a positive count, got {num_images}")
     source = input_dir
     if num_images > 0:
         source = discover_files(input_dir)[:num_images]

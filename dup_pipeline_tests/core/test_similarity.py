@@ -4,6 +4,7 @@ import polars as pl
 import pytest
 
 import dup_pipeline.core.scan as scan_module
+from dup_pipeline.core.errors import WorkDirError
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline.core.similarity import GraphConfig
 from dup_pipeline_tests.conftest import noise_image, save_image
@@ -110,7 +111,7 @@ def test_run_mode_3_reports_train_test_pairs(demo_dataset, tmp_path):
     leaks = _names(demo_dataset, summary.cross)
     assert {tuple(sorted(p)) for p in demo_dataset.ground_truth()["leakage"]} <= leaks
     assert pl.read_csv(tmp_path / "train_work" / "cross_similarity.csv").columns == ["from", "to", "distance"]
-    with pytest.raises(ValueError, match="existing index"):
+    with pytest.raises(WorkDirError, match="existing index"):
         run_pipeline(PipelineConfig(demo_dataset.images, str(tmp_path / "empty")), run_mode=3,
                      test_input=demo_dataset.images / "test")
 

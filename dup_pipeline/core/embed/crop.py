@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from dup_pipeline.core.decode import DecodedImage
+from dup_pipeline.core.errors import ConfigError
 
 KEY_ALIASES = {
     "row_y": "row_y", "rows": "row_y", "row": "row_y", "y": "row_y",
@@ -30,16 +31,16 @@ class CropBox:
         for part in (p for p in text.replace(" ", "").split(",") if p):
             key, _, value = part.partition("=")
             if key not in KEY_ALIASES or not value.lstrip("-").isdigit():
-                raise ValueError(
+                raise ConfigError(
                     "bounding_box must look like 'row_y=10,col_x=20,height=100,width=50' "
                     f"(keys: row_y|rows, col_x|cols, height, width), got {text!r}"
                 )
             values[KEY_ALIASES[key]] = int(value)
         missing = {"row_y", "col_x", "height", "width"} - set(values)
         if missing:
-            raise ValueError(f"bounding_box {text!r} lacks {sorted(missing)}")
+            raise ConfigError(f"bounding_box {text!r} lacks {sorted(missing)}")
         if values["height"] < 1 or values["width"] < 1 or values["row_y"] < 0 or values["col_x"] < 0:
-            raise ValueError(f"bounding_box {text!r} needs row_y, col_x >= 0 and height, width >= 1")
+            raise ConfigError(f"bounding_box {text!r} needs row_y, col_x >= 0 and height, width >= 1")
         return cls(**values)
 
     def apply(self, decoded: DecodedImage) -> Image.Image:

@@ -15,6 +15,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from dup_pipeline.core.embed import effnet_lite0
+from dup_pipeline.core.errors import ModelError
 
 DEFAULT_MODEL = "efficientnet_lite0"
 INT8_MODEL = "efficientnet_lite0_int8"
@@ -27,9 +28,6 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
     "raw": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
 
-
-class ModelError(ValueError):
-    """The model cannot be used as an image embedding model."""
 
 
 @dataclass(frozen=True)
