@@ -12,6 +12,7 @@ Similarities returned here are "higher = more similar", 1.0 for identical vector
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -113,9 +114,43 @@ def _new_index(dim: int, faiss_mode: str, distance: str) -> faiss.Index:
                          f"vectors ({reason}); e.g. Flat, HNSW32, IVF1024,Flat, IVF4096,PQ32") from None
 
 
-def apply_params(index: faiss.Index, faiss_mode: str, faiss_param: str) -> None:
-    """Apply ``"name=value,..."`` (``nprobes`` is accepted for fastdup's ``nprobe``)."""
-    space = faiss.ParameterSpace()
+INT_MAX = 2**31 - 1  # faiss stores these parameters in C ints
+MAX_EF = 1_000_000  # HNSW allocates efSearch/efConstruction slots per search thread
+MAX_K_FACTOR = 1_000  # re-ranking allocates k * k_factor results per query
+# Every parameter faiss.ParameterSpace sets (faiss/AutoTune.cpp): name -> (minimum, maximum, integer?, meaning).
+# A "quantizer_" prefix sets the parameter on an IVF index's coarse quantizer (e.g. quantizer_efSearch).
+FAISS_PARAMS: dict[str, tuple[float, float, bool, str]] = {
+    "efSearch": (1, MAX_EF, True, "HNSW: candidates kept while searching"),
+    "efConstruction": (1, MAX_EF, True, "HNSW: candidates kept while building"),
+    "nprobe": (1, INT_MAX, True, "IVF: lists visited per query"),
+    "max_codes": (0, INT_MAX, True, "IVF: codes visited per query, 0 = no limit"),
+    "ht": (0, INT_MAX, True, "PQ: polysemous Hamming threshold"),
+    "k_factor": (1, MAX_K_FACTOR, False, "IVFPQR: candidates re-ranked per result"),
+    "k_factor_rf": (1, MAX_K_FACTOR, True, "Refine: candidates re-ranked per result"),
+    "prune_headroom": (0, 0.5, False, "HNSW: fraction of neighbour slots left free when pruning"),
+}
+QUANTIZER_PREFIX = "quantizer_"
+
+
+def _check_param(name: str, value: float) -> None:
+    base = name
+    while base.startswith(QUANTIZER_PREFIX):
+        base = base[len(QUANTIZER_PREFIX):]
+    if base not in FAISS_PARAMS:
+        raise ConfigError(f"faiss_param {name!r} is not a faiss parameter; known: {', '.join(FAISS_PARAMS)} "
+                          f"(optionally prefixed {QUANTIZER_PREFIX!r} for an IVF index's quantizer)")
+    low, high, integer, meaning = FAISS_PARAMS[base]
+    kind = "an integer" if integer else "a number"
+    if not (math.isfinite(value) and low <= value <= high and (not integer or value.is_integer())):
+        raise ConfigError(f"faiss_param {name} must be {kind} in [{low:.10g}, {high:.10g}] ({meaning}), "
+                          f"got {value:.10g}")
+
+
+def parse_params(faiss_param: str) -> dict[str, float]:
+    """``"name=value,..."`` as a dict, every name and value checked (``nprobes`` is fastdup's ``nprobe``)."""
+    if not isinstance(faiss_param, str):
+        raise ConfigError(f"faiss_param must be a string like 'efSearch=128,nprobe=16', got {faiss_param!r}")
+    params: dict[str, float] = {}
     for item in filter(None, (s.strip() for s in faiss_param.split(","))):
         name, sep, value = (s.strip() for s in item.partition("="))
         name = "nprobe" if name == "nprobes" else name
@@ -125,8 +160,24 @@ def apply_params(index: faiss.Index, faiss_mode: str, faiss_param: str) -> None:
             raise ConfigError(
                 f"faiss_param must look like 'efSearch=128,nprobe=16', got item {item!r}"
             ) from None
+        if name in params:
+            raise ConfigError(f"faiss_param {name} is given twice in {faiss_param!r}")
+        _check_param(name, number)
+        params[name] = number
+    return params
+
+
+def format_params(params: dict[str, float]) -> str:
+    """The ``faiss_param`` string of ``params`` (integers without a decimal point)."""
+    return ",".join(f"{name}={value:.10g}" for name, value in params.items())
+
+
+def apply_params(index: faiss.Index, faiss_mode: str, faiss_param: str) -> None:
+    """Check and apply ``"name=value,..."`` to ``index``."""
+    space = faiss.ParameterSpace()
+    for name, value in parse_params(faiss_param).items():
         try:
-            space.set_index_parameter(index, name, number)
+            space.set_index_parameter(index, name, value)
         except RuntimeError:
             raise ConfigError(
                 f"faiss_param {name!r} is not supported by faiss_mode {faiss_mode!r} "

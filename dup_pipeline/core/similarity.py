@@ -27,7 +27,9 @@ from dup_pipeline.core.index import (
     add_rows,
     apply_params,
     build_index,
+    format_params,
     load_index,
+    parse_params,
     save_index,
     search,
 )
@@ -72,23 +74,21 @@ class GraphConfig:
                 raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
         if not 0 <= self.lower_threshold < 1:
             raise ConfigError(f"lower_threshold must be in [0, 1), got {self.lower_threshold!r}")
+        parse_params(self.faiss_param)  # every faiss value checked before any work
 
     @property
     def search_params(self) -> str:
-        """``faiss_param``, or a default that keeps near-duplicate recall high: HNSW's efSearch=64
-        (faiss's 16 missed 11-27% of planted pairs in benchmarks/bench_graph.py), IVF's nprobe=16."""
-        if self.faiss_param:
-            return self.faiss_param
-        if self.faiss_mode.startswith("HNSW"):
-            return "efSearch=64"
-        if self.faiss_mode.startswith("IVF"):
-            return "nprobe=16"
-        return ""
+        """``faiss_param`` over defaults that keep near-duplicate recall high: HNSW's efSearch=64 (faiss's
+        16 missed 11-27% of planted pairs in benchmarks/bench_graph.py), IVF's nprobe=16."""
+        defaults = {"efSearch": 64.0} if self.faiss_mode.startswith("HNSW") else (
+            {"nprobe": 16.0} if self.faiss_mode.startswith("IVF") else {})
+        return format_params({**defaults, **parse_params(self.faiss_param)})
 
     @property
     def index_tag(self) -> dict:
         """What the index's content depends on (search-time parameters such as efSearch do not)."""
-        build = [p for p in self.faiss_param.split(",") if p.strip().startswith("efConstruction")]
+        params = parse_params(self.faiss_param)
+        build = [format_params({k: v}) for k, v in params.items() if k.endswith("efConstruction")]
         return {"faiss_mode": self.faiss_mode, "distance": self.distance, "build_params": build}
 
 

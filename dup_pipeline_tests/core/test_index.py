@@ -171,3 +171,37 @@ def test_save_load_round_trip_is_atomic(tmp_path, planted, monkeypatch):
     assert os.listdir(tmp_path) == ["knn.index"] and path.read_bytes() == original
     with pytest.raises(FileNotFoundError):
         ix.load_index(tmp_path / "missing.index")
+
+
+@pytest.mark.parametrize("param, message", [
+    ("efSearch=0", r"faiss_param efSearch must be an integer in \[1, 1000000\] .*got 0$"),
+    ("efSearch=-1", r"faiss_param efSearch must be an integer in \[1, 1000000\] .*got -1$"),
+    ("efSearch=nan", r"faiss_param efSearch must be an integer .*got nan$"),
+    ("efSearch=12.5", r"faiss_param efSearch must be an integer .*got 12.5$"),
+    ("efConstruction=0", r"faiss_param efConstruction must be an integer in \[1, 1000000\]"),
+    ("nprobe=0", r"faiss_param nprobe must be an integer in \[1, 2147483647\]"),
+    ("nprobes=-3", r"faiss_param nprobe must be an integer"),
+    ("quantizer_efSearch=0", r"faiss_param quantizer_efSearch must be an integer in \[1, 1000000\]"),
+    ("max_codes=-1", r"faiss_param max_codes must be an integer in \[0, 2147483647\]"),
+    ("ht=1e12", r"faiss_param ht must be an integer in \[0, 2147483647\]"),
+    ("k_factor=0.5", r"faiss_param k_factor must be a number in \[1, 1000\]"),
+    ("prune_headroom=0.9", r"faiss_param prune_headroom must be a number in \[0, 0.5\]"),
+    ("efSearch=16,efSearch=32", r"faiss_param efSearch is given twice"),
+    ("ef=16", r"faiss_param 'ef' is not a faiss parameter; known: efSearch, efConstruction, nprobe"),
+])
+def test_every_faiss_param_value_is_checked_before_the_index_is_touched(param, message):
+    with pytest.raises(ix.ConfigError, match=message):
+        ix.check_index_settings(64, "IVF16_HNSW32,Flat" if "quantizer" in param else "HNSW32", "cosine", param)
+
+
+def test_faiss_param_values_that_faiss_accepts_silently_no_longer_lose_pairs(planted):
+    """efSearch=0 made faiss search nothing (no pairs); nprobe=0 raised inside faiss.search."""
+    x, pairs = planted
+    with pytest.raises(ix.ConfigError, match="efSearch"):
+        ix.build_index(x, "HNSW32", faiss_param="efSearch=0")
+    with pytest.raises(ix.ConfigError, match="nprobe"):
+        ix.build_index(x, "IVF16,Flat", faiss_param="nprobe=0")
+    ivf = ix.build_index(x, "IVF16_HNSW32,Flat", faiss_param="nprobe=16,quantizer_efSearch=40,max_codes=0")
+    assert faiss.downcast_index(faiss.extract_index_ivf(ivf).quantizer).hnsw.efSearch == 40
+    assert found_pairs(ivf, x) == pairs
+    assert ix.format_params(ix.parse_params(" nprobes=16 , efConstruction=1e3")) == "nprobe=16,efConstruction=1000"

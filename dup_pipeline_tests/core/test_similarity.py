@@ -104,6 +104,19 @@ def test_bad_graph_parameters_name_the_parameter(demo_dataset, flat_work):
         run_pipeline(config, run_mode=7)
 
 
+def test_faiss_param_is_checked_in_the_config_and_keeps_the_default_efsearch():
+    with pytest.raises(ValueError, match=r"faiss_param efSearch must be an integer in \[1, 1000000\]"):
+        GraphConfig(faiss_param="efSearch=0")
+    with pytest.raises(ValueError, match="faiss_param nprobe must be an integer"):
+        GraphConfig(faiss_mode="IVF16,Flat", faiss_param="nprobe=0")
+    build_only = GraphConfig(faiss_param="efConstruction=80")
+    assert build_only.search_params == "efSearch=64,efConstruction=80"  # faiss's efSearch=16 loses pairs
+    assert build_only.index_tag["build_params"] == ["efConstruction=80"]
+    assert GraphConfig(faiss_param="efSearch=128").search_params == "efSearch=128"
+    assert GraphConfig(faiss_mode="IVF16,Flat", faiss_param="nprobes=4").search_params == "nprobe=4"
+    assert GraphConfig(faiss_mode="Flat").search_params == ""
+
+
 def test_run_mode_3_reports_train_test_pairs(demo_dataset, tmp_path):
     train = PipelineConfig(demo_dataset.images / "train", str(tmp_path / "train_work"))
     run_pipeline(train)
