@@ -1,6 +1,7 @@
 """The ``dup-pipeline`` command line."""
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,21 +10,17 @@ import click
 import polars as pl
 from tqdm import tqdm
 
-from dup_pipeline.core.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from dup_pipeline.core.config import SETTINGS_FIELDS, Settings
 from dup_pipeline.core.demo import generate_demo
 from dup_pipeline.core.errors import DupPipelineError, exit_code
 from dup_pipeline.core.pipeline import (
     RUN_MODES,
-    ModelConfig,
     PipelineConfig,
     RunSummary,
     run_pipeline,
 )
 from dup_pipeline.core.progress import Advance, ProgressSink, silent_progress
-from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE
 from dup_pipeline.core.report.report import build_report
-from dup_pipeline.core.scan import DecodeSettings
-from dup_pipeline.core.similarity import GraphConfig
 from dup_pipeline.core.workdir import WorkDir
 
 
@@ -59,65 +56,35 @@ def _print_summary(summary: RunSummary) -> None:
     click.echo(f"outputs: {summary.work_dir}")
 
 
-run_options = [
-    click.option("--range-size", default=DEFAULT_RANGE_SIZE, show_default=True, type=click.IntRange(min=1),
-                 help="Images per offset-range partition."),
-    click.option("--num-threads", default=-1, show_default=True, type=int,
-                 help="Decoding threads; -1 uses every core."),
-    click.option("--min-side", default=DEFAULT_MIN_SIDE, show_default=True, type=click.IntRange(min=1),
-                 help="Images with a shorter side below this are bad (too_small)."),
-    click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(min=1),
-                 help="Images with more pixels are bad (too_large, decompression-bomb guard)."),
-    click.option("--model-path", default="efficientnet_lite0", show_default=True,
-                 help="efficientnet_lite0, efficientnet_lite0_int8 (about 2x faster, opt-in) or an ONNX model file."),
-    click.option("--model-output", default=None, help="Output of --model-path that is the embedding."),
-    click.option("--normalization", default=None,
-                 help="Input normalization of an ONNX --model-path: imagenet (default), efficientnet, unit, "
-                      "symmetric, raw or 'mean=R,G,B;std=R,G,B'."),
-    click.option("--bounding-box", default=None, help="Crop before embedding: 'row_y=,col_x=,height=,width='."),
-    click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1)),
-    click.option("--threshold", default=0.9, show_default=True, type=float,
-                 help="Pairs at or above this similarity are listed in similarity.csv."),
-    click.option("--ccthreshold", default=0.9, show_default=True, type=float,
-                 help="Edges at or above this similarity join connected components."),
-    click.option("--lower-threshold", default=0.05, show_default=True, type=float,
-                 help="Fraction of images with the weakest nearest neighbour reported as outliers."),
-    click.option("-k", "--nearest-neighbors-k", default=10, show_default=True, type=click.IntRange(min=1),
-                 help="Neighbours searched per image."),
-    click.option("--faiss-mode", default="HNSW32", show_default=True, help="faiss.index_factory string."),
-    click.option("--faiss-param", default="",
-                 help="faiss search parameters, e.g. 'efSearch=128' (default efSearch=64 for HNSW, nprobe=16 for IVF)."),
-    click.option("--distance", default="cosine", show_default=True,
-                 type=click.Choice(["cosine", "euclidean", "squared_euclidean", "manhattan"])),
-    click.option("--labels", "labels", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="CSV with filename,label[,split] (file names relative to INPUT or absolute): "
-                      "finds wrong labels and train/test leakage."),
-    click.option("--labels-from-folders", is_flag=True,
-                 help="Take labels from folder names (train/cat/x.jpg: label cat, split train)."),
-    click.option("--quiet", is_flag=True, help="No progress bar."),
-]
+def _settings_option(f: dataclasses.Field):
+    """The click option of one :class:`Settings` field (name, default and help from the field)."""
+    flag = "--" + f.name.replace("_", "-")
+    meta = f.metadata
+    if f.type is bool:
+        decls = f"{flag}/--no-{flag[2:]}" if f.default else flag
+        return click.option(decls, f.name, is_flag=True, default=f.default, show_default=f.default, help=meta["help"])
+    if meta["choices"]:
+        kind = click.Choice(meta["choices"])
+    elif f.name == "labels":
+        kind = click.Path(exists=True, dir_okay=False)
+    else:
+        kind = f.type if f.type in (int, float) else str
+    decls = [meta["short"], flag] if meta["short"] else [flag]
+    return click.option(*decls, f.name, default=f.default, show_default=f.default is not None, type=kind,
+                        help=meta["help"])
 
 
 def with_run_options(func):
-    for option in reversed(run_options):
-        func = option(func)
+    """Every :class:`Settings` field as an option, and ``--quiet``."""
+    func = click.option("--quiet", is_flag=True, help="No progress bar.")(func)
+    for f in reversed(SETTINGS_FIELDS):
+        func = _settings_option(f)(func)
     return func
 
 
-def _config(input_spec, work_dir, range_size, num_threads, min_side, max_pixels, model_path, model_output,
-            normalization, bounding_box, batch_size, threshold, ccthreshold, lower_threshold, nearest_neighbors_k,
-            faiss_mode, faiss_param, distance, labels, labels_from_folders) -> PipelineConfig:
+def _config(input_spec, work_dir, **options) -> PipelineConfig:
     with _reported_errors():
-        return PipelineConfig(
-            input=input_spec, work_dir=str(work_dir), range_size=range_size, num_threads=num_threads,
-            decode=DecodeSettings(max_pixels=max_pixels, min_side=min_side),
-            model=ModelConfig(model_path=model_path, output_name=model_output, normalization=normalization,
-                              bounding_box=bounding_box, batch_size=batch_size),
-            graph=GraphConfig(faiss_mode=faiss_mode, faiss_param=faiss_param, distance=distance,
-                              nearest_neighbors_k=nearest_neighbors_k, threshold=threshold,
-                              ccthreshold=ccthreshold, lower_threshold=lower_threshold),
-            labels=labels, labels_from_folders=labels_from_folders,
-        )
+        return Settings(**options).pipeline_config(input_spec, str(work_dir))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -161,7 +128,7 @@ def demo(root: Path, per_class: int, **options) -> None:
     dataset = generate_demo(root, per_class=per_class)
     click.echo(f"demo dataset: {dataset.images} (labels: {dataset.labels}, ground truth: {dataset.ground_truth_path})")
     if options["labels"] is None and not options["labels_from_folders"]:
-        options["labels"] = dataset.labels
+        options["labels"] = str(dataset.labels)
     _print_summary(_run(_config(dataset.images, dataset.root / "work", **options), quiet))
 
 

@@ -46,3 +46,32 @@ def test_cli_demo(tmp_path):
     assert result.exit_code == 0, result.output
     assert "bad files: 4" in result.output
     assert (tmp_path / "demo" / "work" / "atrain_stats.csv").exists()
+
+
+def test_cli_options_resource_fields_and_fastdup_names_come_from_settings(tmp_path):
+    from dup_pipeline.core.config import SETTINGS_FIELDS, Settings, fastdup_names
+    from dup_pipeline.dagster_defs.resources import DatasetResource
+
+    options = {p.name: p for p in main.commands["run"].params}
+    resource = DatasetResource(input_dir="in", work_dir="out")
+    for f in SETTINGS_FIELDS:
+        assert options[f.name].default == f.default, f.name
+        assert getattr(resource, f.name) == f.default, f.name
+    assert Settings().threshold == 0.9 and Settings().faiss_mode == "HNSW32"
+    assert fastdup_names()["outlier_percentile"] == "lower_threshold" and fastdup_names()["annotations"] == "labels"
+    assert resource.pipeline_config() == Settings().pipeline_config("in", "out")
+    images = tmp_path / "images"
+    for i in range(4):
+        save_image(images / f"{i}.png", noise_image(i))
+    result = CliRunner().invoke(main, ["run", str(images), str(tmp_path / "w"), "--no-run-cc", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "w" / "connected_components.csv").exists()
+    bad = CliRunner().invoke(main, ["run", str(images), str(tmp_path / "w"), "--compute", "tpu"])
+    assert bad.exit_code == 2 and "compute" in bad.output
+
+
+def test_cli_run_mode_needing_existing_outputs_on_an_empty_work_dir(tmp_path):
+    save_image(tmp_path / "imgs" / "a.png", noise_image(1))
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "imgs"), str(tmp_path / "w"), "--run-mode", "4"])
+    assert result.exit_code == 1 and "Usage:" not in result.output
+    assert "run modes 2 and 4 need existing features" in result.output

@@ -1,0 +1,105 @@
+"""The one configuration object: every run parameter, flat, with fastdup's names and one default each.
+
+The defaults are read from the component configurations that use them (``DecodeSettings``,
+``ModelConfig``, ``GraphConfig``, ``PipelineConfig``), so each is stated once. The command line's
+options (``cli.py``), the Dagster ``DatasetResource`` fields and fastdup's ``run`` keywords are
+derived from or mapped to :class:`Settings`; :meth:`Settings.pipeline_config` builds (and
+validates) what the core runs.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from dup_pipeline.core.errors import ConfigError
+from dup_pipeline.core.inputs import InputSpec
+from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig
+from dup_pipeline.core.scan import DecodeSettings
+from dup_pipeline.core.similarity import DISTANCES, GraphConfig
+
+COMPUTE = ("cpu", "gpu")
+
+
+def _default(owner: type, name: str) -> Any:
+    """The default of ``owner.name`` (a dataclass field): the single place it is stated."""
+    return next(f.default for f in dataclasses.fields(owner) if f.name == name)
+
+
+def _option(owner: type, name: str, help: str, choices: tuple[str, ...] | None = None,
+            fastdup: tuple[str, ...] = (), short: str | None = None) -> Any:
+    """A settings field whose default is ``owner.name``'s; ``fastdup`` lists fastdup's other names."""
+    return field(default=_default(owner, name),
+                 metadata={"help": help, "choices": choices, "fastdup": fastdup, "short": short})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every parameter of a run except what to read (input) and where to write (work_dir)."""
+
+    range_size: int = _option(PipelineConfig, "range_size", "Images per offset-range partition.")
+    num_threads: int = _option(PipelineConfig, "num_threads", "Decoding threads; -1 uses every core.")
+    min_side: int = _option(DecodeSettings, "min_side", "Images with a shorter side below this are bad (too_small).")
+    max_pixels: int = _option(DecodeSettings, "max_pixels",
+                              "Images with more pixels are bad (too_large, decompression-bomb guard).")
+    model_path: str = _option(ModelConfig, "model_path", "efficientnet_lite0, efficientnet_lite0_int8 (faster, "
+                              "opt-in) or an ONNX image model file.")
+    model_output: str | None = _option(ModelConfig, "output_name", "Output of model_path that is the embedding.")
+    normalization: str | None = _option(ModelConfig, "normalization",
+                                        "Input normalization of an ONNX model_path: imagenet (default), "
+                                        "efficientnet, unit, symmetric, raw or 'mean=R,G,B;std=R,G,B'.")
+    bounding_box: str | None = _option(ModelConfig, "bounding_box",
+                                       "Crop before embedding: 'row_y=,col_x=,height=,width='.")
+    batch_size: int = _option(ModelConfig, "batch_size", "Images per model call.")
+    compute: str = _option(ModelConfig, "compute", "cpu, or gpu (needs onnxruntime-gpu).", choices=COMPUTE)
+    faiss_mode: str = _option(GraphConfig, "faiss_mode", "faiss.index_factory string (Flat = exact).",
+                              fastdup=("nnf_mode",))
+    faiss_param: str = _option(GraphConfig, "faiss_param", "faiss search parameters, e.g. 'efSearch=128' "
+                               "(default efSearch=64 for HNSW, nprobe=16 for IVF).", fastdup=("nnf_param",))
+    distance: str = _option(GraphConfig, "distance", "Similarity measure.", choices=DISTANCES)
+    nearest_neighbors_k: int = _option(GraphConfig, "nearest_neighbors_k", "Neighbours searched per image.",
+                                       short="-k")
+    threshold: float = _option(GraphConfig, "threshold", "Pairs at or above this similarity are listed.")
+    ccthreshold: float = _option(GraphConfig, "ccthreshold", "Edges at or above this similarity join components.",
+                                 fastdup=("cc_threshold",))
+    lower_threshold: float = _option(GraphConfig, "lower_threshold",
+                                     "Fraction of images with the weakest nearest neighbour reported as outliers.",
+                                     fastdup=("outlier_percentile",))
+    run_cc: bool = _option(GraphConfig, "run_cc", "Compute connected components.")
+    run_pagerank: bool = _option(GraphConfig, "run_pagerank", "Compute the PageRank of each image.")
+    run_degree: bool = _option(GraphConfig, "run_degree", "Compute the degree of each image.")
+    labels: str | None = _option(PipelineConfig, "labels", "CSV with filename,label[,split] (names relative to "
+                                 "the input or absolute): wrong labels and train/test leakage.",
+                                 fastdup=("annotations",))
+    labels_from_folders: bool = _option(PipelineConfig, "labels_from_folders",
+                                        "Labels from folder names (train/cat/x.jpg: label cat, split train).")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata["choices"]
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
+
+    def pipeline_config(self, input: InputSpec, work_dir: str) -> PipelineConfig:
+        """The core's configuration (validated: a bad value raises ``ConfigError`` naming it)."""
+        return PipelineConfig(
+            input=input, work_dir=str(work_dir), range_size=self.range_size, num_threads=self.num_threads,
+            decode=DecodeSettings(max_pixels=self.max_pixels, min_side=self.min_side),
+            model=ModelConfig(model_path=self.model_path, output_name=self.model_output,
+                              normalization=self.normalization, bounding_box=self.bounding_box,
+                              batch_size=self.batch_size, compute=self.compute),
+            graph=GraphConfig(faiss_mode=self.faiss_mode, faiss_param=self.faiss_param, distance=self.distance,
+                              nearest_neighbors_k=self.nearest_neighbors_k, threshold=self.threshold,
+                              ccthreshold=self.ccthreshold, lower_threshold=self.lower_threshold,
+                              run_cc=self.run_cc, run_pagerank=self.run_pagerank, run_degree=self.run_degree),
+            labels=self.labels, labels_from_folders=self.labels_from_folders,
+        )
+
+
+SETTINGS_FIELDS: tuple[dataclasses.Field, ...] = dataclasses.fields(Settings)
+
+
+def fastdup_names() -> dict[str, str]:
+    """fastdup's ``run`` keyword -> the :class:`Settings` field it sets (own names and fastdup's aliases)."""
+    names = {f.name: f.name for f in SETTINGS_FIELDS}
+    names.update({alias: f.name for f in SETTINGS_FIELDS for alias in f.metadata["fastdup"]})
+    return names
