@@ -15,6 +15,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dup_pipeline.core.inputs import INPUT_REASONS, UnusableInput, open_input_file
+
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "DIB", "GIF", "WEBP", "TIFF"})
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_MIN_SIDE = 10
@@ -28,7 +30,7 @@ warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 BAD_REASONS: dict[str, str] = {
     "missing": "file no longer exists",
-    "unreadable": "file cannot be read",
+    **INPUT_REASONS,
     "empty": "file is empty (0 bytes)",
     "not_an_image": "not an image file",
     "unsupported_format": "image format or mode not supported",
@@ -63,11 +65,9 @@ class DecodedImage:
 def open_image_file(path: str) -> Iterator[BinaryIO]:
     """Open a file for decoding (read lazily, never whole), turning OS errors into :class:`BadFile`."""
     try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise BadFile("missing", "file no longer exists") from None
-    except OSError as exc:
-        raise BadFile("unreadable", exc.strerror or type(exc).__name__) from None
+        handle = open_input_file(path)  # only regular files: never a FIFO, device, socket or folder
+    except UnusableInput as exc:
+        raise BadFile(exc.reason, exc.detail) from None
     with handle:
         try:
             size = os.fstat(handle.fileno()).st_size

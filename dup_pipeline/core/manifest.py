@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import polars as pl
 
+from dup_pipeline.core.inputs import UnusableInput, open_input_file
+
 HASH_CHUNK = 1 << 20
 
 MANIFEST_SCHEMA = {
@@ -26,13 +28,14 @@ Progress = Callable[[int], None]
 
 
 def content_hash(path: str) -> str | None:
-    """BLAKE2b-128 hex digest of the file's bytes, or None when the file cannot be read."""
+    """BLAKE2b-128 hex digest of the file's bytes, or None when it is not a readable regular file
+    (a FIFO, device, socket or folder is never read)."""
     digest = hashlib.blake2b(digest_size=16)
     try:
-        with open(path, "rb") as handle:
+        with open_input_file(path) as handle:
             while chunk := handle.read(HASH_CHUNK):
                 digest.update(chunk)
-    except OSError:
+    except (OSError, UnusableInput):
         return None
     return digest.hexdigest()
 

@@ -1,8 +1,13 @@
 import os
+import socket
+import subprocess
+import sys
 
+import polars as pl
 import pytest
 
 from dup_pipeline.core.inputs import InputError, discover_files
+from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline_tests.conftest import noise_image, save_image
 
 
@@ -48,3 +53,53 @@ def test_missing_input_and_non_list_file_are_clear_errors(tmp_path):
     img = save_image(tmp_path / "a.png", noise_image(1))
     with pytest.raises(InputError, match="not a list file"):
         discover_files(img)
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real command line in a child process, killed (and the test failed) if it hangs."""
+    command = [sys.executable, "-c", "from dup_pipeline.cli import main; main()", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def _bad_reasons(work) -> dict[str, str]:
+    bad = pl.read_csv(work / "features.bad.csv")
+    return dict(zip(bad["filename"].to_list(), bad["error_code"].to_list()))
+
+
+def test_fifo_socket_and_devices_are_bad_files_never_read(tmp_path):
+    images = tmp_path / "images"
+    save_image(images / "a.png", noise_image(1))
+    os.mkfifo(images / "x.jpg")  # opening it for reading blocks until a writer comes: forever
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(images / "sock.png"))
+    os.symlink("/dev/zero", images / "zero.jpg")  # reading it never ends
+    done = _cli("run", str(images), str(tmp_path / "w"), "--stats-only", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "not_a_regular_file=3" in done.stdout
+    assert _bad_reasons(tmp_path / "w") == {str(images / n): "not_a_regular_file" for n in ("sock.png", "x.jpg",
+                                                                                             "zero.jpg")}
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{images / 'a.png'}\n/dev/zero\n{images / 'x.jpg'}\n")
+    done = _cli("run", str(listing), str(tmp_path / "w2"), "--stats-only", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert _bad_reasons(tmp_path / "w2") == {"/dev/zero": "not_a_regular_file", str(images / "x.jpg"): "not_a_regular_file"}
+    server.close()
+
+
+def test_dangling_links_and_never_existing_listed_files_have_their_own_reasons(tmp_path):
+    images = tmp_path / "images"
+    for i in range(3):
+        save_image(images / f"{i}.png", noise_image(i))
+    os.symlink(images / "nowhere.png", images / "dangling.png")
+    run_pipeline(PipelineConfig(images, str(tmp_path / "w"), report=False), features=False)
+    (images / "1.png").unlink()  # vanished since the first run
+    summary = run_pipeline(PipelineConfig(images, str(tmp_path / "w"), report=False), features=False)
+    assert _bad_reasons(tmp_path / "w") == {str(images / "dangling.png"): "dangling_symlink",
+                                            str(images / "1.png"): "missing"}
+    assert summary.bad_reasons == {"dangling_symlink": 1, "missing": 1}
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{images / '0.png'}\nnever.png\n")
+    run_pipeline(PipelineConfig(listing, str(tmp_path / "w2"), report=False), features=False)
+    assert _bad_reasons(tmp_path / "w2") == {str(tmp_path / "never.png"): "not_found"}
+    detail = pl.read_parquet(tmp_path / "w" / "bad_files.parquet").filter(pl.col("error_code") == "dangling_symlink")
+    assert "nowhere.png" in detail["detail"][0]
