@@ -116,7 +116,7 @@ def _decode(path: str, handle: BinaryIO, work_side: int, max_pixels: int, min_si
     mode = img.mode
     try:
         if fmt == "PNG":
-            with open(path, "rb") as again:
+            with open_input_file(path) as again:
                 Image.open(again).verify()
         if fmt in ("JPEG", "MPO") and max(width, height) > work_side:
             scale = work_side / max(width, height)
