@@ -20,6 +20,7 @@ from dup_pipeline.core.embed.model import (
     ModelSpec,
     default_model_spec,
     inspect_model,
+    parse_input_size,
 )
 from dup_pipeline.core.embed.quantized import int8_model_spec
 from dup_pipeline.core.errors import ConfigError, WorkDirError
@@ -85,6 +86,8 @@ class ModelConfig:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.bounding_box:
             CropBox.parse(self.bounding_box)
+        if self.input_size is not None:
+            object.__setattr__(self, "input_size", parse_input_size(self.input_size))
 
     def spec(self) -> ModelSpec:
         """The model to run: a built-in name (converted and cached on first use) or an ONNX file."""

