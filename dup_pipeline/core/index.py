@@ -22,6 +22,7 @@ import numpy as np
 
 from dup_pipeline.core.atomic import atomic_path
 from dup_pipeline.core.errors import ConfigError
+from dup_pipeline.core.threads import resolve_threads
 
 DISTANCES: dict[str, int] = {
     "cosine": faiss.METRIC_INNER_PRODUCT,
@@ -73,7 +74,7 @@ def _threads(num_threads: int | None) -> Iterator[None]:
     if num_threads < 1:
         raise ConfigError(f"num_threads must be None or >= 1, got {num_threads}")
     previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(num_threads)
+    faiss.omp_set_num_threads(resolve_threads(num_threads))
     try:
         yield
     finally:

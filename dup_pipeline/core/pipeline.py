@@ -47,7 +47,7 @@ from dup_pipeline.core.ranges import (
     ranges_between,
 )
 from dup_pipeline.core.report.report import build_report
-from dup_pipeline.core.scan import DecodeSettings, default_threads
+from dup_pipeline.core.scan import DecodeSettings
 from dup_pipeline.core.similarity import (
     GraphConfig,
     GraphResult,
@@ -56,6 +56,7 @@ from dup_pipeline.core.similarity import (
     run_similarity,
 )
 from dup_pipeline.core.tables import bad_reason_counts, combine_scans
+from dup_pipeline.core.threads import resolve_threads
 from dup_pipeline.core.workdir import WorkDir
 
 BUILT_IN_MODELS = {
@@ -135,7 +136,7 @@ class PipelineConfig:
 
     @property
     def threads(self) -> int:
-        return default_threads() if self.num_threads == -1 else self.num_threads
+        return resolve_threads(self.num_threads)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,5 @@
 """Decode every file of a manifest slice once: bad files with reasons, statistics for the rest."""
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +17,7 @@ from dup_pipeline.core.decode import (
 )
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.stats import image_stats
+from dup_pipeline.core.threads import default_threads, resolve_threads  # noqa: F401 - default_threads re-exported
 
 BAD_SCHEMA = {
     "index": pl.Int64,
@@ -65,11 +65,6 @@ class ScanResult:
 
     bad: pl.DataFrame
     stats: pl.DataFrame
-
-
-def default_threads() -> int:
-    """All cores, as fastdup's ``num_threads=-1``."""
-    return os.cpu_count() or 1
 
 
 Prepare = Callable[[DecodedImage], np.ndarray]
@@ -132,7 +127,7 @@ def process_rows(
         wants_tensor = prepare is not None and (prepare_for is None or row["index"] in prepare_for)
         return _process_row(row, settings, want_stats, prepare if wants_tensor else None)
 
-    with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, resolve_threads(num_threads))) as pool:
         in_flight: deque[list[Future[Processed]]] = deque()
         for start in range(0, len(records), chunk):
             in_flight.append([pool.submit(job, r) for r in records[start : start + chunk]])

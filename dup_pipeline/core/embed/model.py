@@ -17,6 +17,7 @@ from PIL import Image
 
 from dup_pipeline.core.embed import effnet_lite0
 from dup_pipeline.core.errors import ConfigError, ModelError
+from dup_pipeline.core.threads import resolve_threads
 
 DEFAULT_MODEL = "efficientnet_lite0"
 INT8_MODEL = "efficientnet_lite0_int8"
@@ -177,7 +178,7 @@ class Embedder:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if num_threads:
-            options.intra_op_num_threads = num_threads
+            options.intra_op_num_threads = resolve_threads(num_threads)
         self.spec = spec
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(spec.path, options, providers=providers)

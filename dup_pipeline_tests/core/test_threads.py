@@ -1,0 +1,30 @@
+"""More threads than cores are capped at the core count, with a warning, wherever threads are resolved."""
+
+import os
+
+import faiss
+import numpy as np
+import pytest
+
+from dup_pipeline.core import index as ix
+from dup_pipeline.core.pipeline import PipelineConfig
+from dup_pipeline.core.threads import resolve_threads
+
+
+def test_resolve_threads_caps_at_the_cores_with_a_warning():
+    cores = os.cpu_count()
+    assert resolve_threads(-1) == resolve_threads(None) == cores
+    assert resolve_threads(1) == 1
+    with pytest.warns(UserWarning, match=f"num_threads=10000 is more than this machine's {cores} cores"):
+        assert resolve_threads(10000) == cores
+
+
+def test_pipeline_config_and_faiss_use_at_most_the_cores(tmp_path, monkeypatch):
+    with pytest.warns(UserWarning, match="num_threads=10000"):
+        assert PipelineConfig(tmp_path, str(tmp_path / "w"), num_threads=10000).threads == os.cpu_count()
+    used = []
+    monkeypatch.setattr(faiss, "omp_set_num_threads", lambda n, real=faiss.omp_set_num_threads: (used.append(n), real(n)))
+    x = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    with pytest.warns(UserWarning, match="num_threads=10000"):
+        ix.search(ix.build_index(x, "Flat"), x, 2, num_threads=10000)
+    assert used[0] == os.cpu_count()
