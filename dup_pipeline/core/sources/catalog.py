@@ -1,0 +1,296 @@
+"""What the rest of the pipeline sees of its inputs: entries (a stable name, a size, a change
+stamp) and, for a list of entry names, their bytes or decoded frames.
+
+Entries are plain local files, objects behind URLs, members of shards and frames of videos
+(see :mod:`dup_pipeline.core.sources.names`). A shard or video is opened once per listing and
+once per read; an unchanged one (same change stamp as in the previous manifest) is not opened
+to be listed again.
+"""
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from dup_pipeline.core.errors import ConfigError
+from dup_pipeline.core.sources import archives, remote, video
+from dup_pipeline.core.sources.names import (
+    frame_name,
+    is_archive,
+    is_url,
+    is_video,
+    locate,
+    member_name,
+)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff")
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """How inputs are expanded and read.
+
+    ``video_fps``: frames sampled per second of video (one per window of ``1/video_fps`` s).
+    ``read_concurrency``: remote reads in flight at once. ``storage_options``: fsspec options per
+    protocol (``{"s3": {"client_kwargs": {"endpoint_url": …}}}``); credentials are better left to
+    the store's usual environment or configuration. Never printed (``repr=False``).
+    """
+
+    video_fps: float = video.DEFAULT_FPS
+    read_concurrency: int = 16
+    storage_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fps = self.video_fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+            raise ConfigError(f"video_fps must be a positive number of frames per second, got {fps!r}")
+        if isinstance(self.read_concurrency, bool) or not isinstance(self.read_concurrency, int) \
+                or not 1 <= self.read_concurrency <= 1024:
+            raise ConfigError(f"read_concurrency must be an integer from 1 to 1024, got {self.read_concurrency!r}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One manifest row to be: ``stamp`` is a local file's mtime in ns, an object's change stamp
+    (:func:`remote.change_stamp`), or its shard's or video's stamp for members and frames.
+    ``size`` is -1 when the file is gone; a frame's size is its video's. ``content_hash`` is
+    set when listing already knows it (members: their bytes; frames: the video's hash and time)."""
+
+    name: str
+    size: int
+    stamp: int
+    content_hash: str | None = None
+
+
+Previous = Mapping[str, tuple[int, int, str | None]]
+"""The previous manifest's present rows: name → (size, stamp, content hash)."""
+
+
+def is_media(name: str) -> bool:
+    """An image, a shard or a video, by its name."""
+    return name.lower().endswith(IMAGE_SUFFIXES) or is_archive(name) or is_video(name)
+
+
+def _local_stamp(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1
+    return st.st_size, st.st_mtime_ns
+
+
+def stat_files(names: Sequence[str], settings: SourceSettings) -> list[Entry]:
+    """Size and stamp of local paths (``os.stat``) and URLs (the store's metadata), in order."""
+    urls = [n for n in names if is_url(n)]
+    stated = remote.stat_objects(urls, settings.storage_options, settings.read_concurrency)
+    objects = {u: o for u, o in zip(urls, stated)}
+    entries = []
+    for name in names:
+        if is_url(name):
+            found = objects[name]
+            entries.append(Entry(name, found.size, found.stamp) if found else Entry(name, -1, -1))
+        else:
+            entries.append(Entry(name, *_local_stamp(name)))
+    return entries
+
+
+def list_prefix(url: str, settings: SourceSettings) -> list[Entry]:
+    """The images, shards and videos under a bucket prefix or URL, from the store's listing."""
+    return [Entry(o.url, o.size, o.stamp)
+            for o in remote.list_objects(url, settings.storage_options) if is_media(o.url)]
+
+
+def expand(files: Iterable[Entry], settings: SourceSettings, previous: Previous | None = None) -> list[Entry]:
+    """Replace shards by their image members and videos by their frames, sorted by name.
+
+    A shard or video whose stamp equals that of its rows in ``previous`` keeps those rows
+    without being opened; one that cannot be opened stays one entry (a bad file when read).
+    """
+    by_container: dict[str, list[tuple[str, tuple[int, int, str | None]]]] = {}
+    for name, row in (previous or {}).items():
+        where = locate(name)
+        if where.kind != "file" or is_archive(name) or is_video(name):
+            by_container.setdefault(where.container, []).append((name, row))
+    out: list[Entry] = []
+    for entry in files:
+        if entry.size < 0 or not (is_archive(entry.name) or is_video(entry.name)):
+            out.append(entry)
+            continue
+        known = by_container.get(entry.name, [])
+        if known and all(row[1] == entry.stamp for _, row in known) and _same_sampling(entry.name, known, settings):
+            out.extend(Entry(name, size, stamp, digest) for name, (size, stamp, digest) in known)
+        elif is_archive(entry.name):
+            out.extend(_list_shard(entry, settings))
+        else:
+            out.extend(_list_video(entry, settings))
+    return sorted(out, key=lambda e: e.name)
+
+
+def _same_sampling(container: str, known: list[tuple[str, Any]], settings: SourceSettings) -> bool:
+    """Members are unaffected by settings; frames were listed with the current ``video_fps``."""
+    if not is_video(container) or [n for n, _ in known] == [container]:
+        return True
+    names = sorted(n for n, _ in known)
+    starts = [k / settings.video_fps for k in range(len(names))]
+    return len(names) > 1 and sorted(frame_name(container, s) for s in starts) == names
+
+
+def _list_shard(shard: Entry, settings: SourceSettings) -> list[Entry]:
+    entries = []
+    try:
+        with remote.open_binary(shard.name, settings.storage_options) as handle:
+            for member in archives.iter_members(handle, shard.name, lambda n: n.lower().endswith(IMAGE_SUFFIXES)):
+                digest = None if member.data is None else hashlib.blake2b(member.data, digest_size=16).hexdigest()
+                entries.append(Entry(member_name(shard.name, member.name), member.size, shard.stamp, digest))
+    except (archives.ShardError, *archives.ARCHIVE_ERRORS):
+        return [shard]
+    return entries
+
+
+def _list_video(clip: Entry, settings: SourceSettings) -> list[Entry]:
+    try:
+        with remote.open_binary(clip.name, settings.storage_options) as handle:
+            info = video.probe(handle)
+        digest = _hash_file(clip.name, settings)
+    except (video.VideoError, OSError):
+        return [clip]
+    if digest is None:
+        return [clip]
+    return [Entry(frame_name(clip.name, s), clip.size, clip.stamp,
+                  hashlib.blake2b(f"{digest}{frame_name('', s)}".encode(), digest_size=16).hexdigest())
+            for s in video.window_starts(info.duration, settings.video_fps)]
+
+
+def _hash_file(name: str, settings: SourceSettings) -> str | None:
+    try:
+        with remote.open_binary(name, settings.storage_options) as handle:
+            return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+    except OSError:
+        return None
+
+
+def content_hashes(names: Sequence[str], settings: SourceSettings) -> Iterator[tuple[str, str | None]]:
+    """BLAKE2b-128 of each file's or object's bytes (None when unreadable), in order; objects are
+    read ``read_concurrency`` at a time."""
+    urls = iter(remote.read_objects([n for n in names if is_url(n)], settings.storage_options,
+                                    settings.read_concurrency))
+    for name in names:
+        if is_url(name):
+            _, data = next(urls)
+            yield name, None if isinstance(data, OSError) else hashlib.blake2b(data, digest_size=16).hexdigest()
+        else:
+            yield name, _hash_file(name, settings)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """An entry's content: a local ``path`` to read lazily, the ``data`` of an object or member, a
+    decoded video ``frame``, or ``error`` = (reason, detail) with a reason of ``decode.BAD_REASONS``."""
+
+    name: str
+    path: str | None = None
+    data: bytes | None = None
+    frame: Image.Image | None = None
+    error: tuple[str, str] | None = None
+
+
+def _read_error(exc: OSError) -> tuple[str, str]:
+    if isinstance(exc, FileNotFoundError):
+        return "missing", "object no longer exists"
+    return "unreadable", str(exc) or type(exc).__name__
+
+
+def iter_payloads(names: Iterable[str], settings: SourceSettings) -> Iterator[Payload]:
+    """The content of every name, once each: local files first, then objects (read with bounded
+    concurrency), then each shard's members and each video's frames in one pass per container.
+
+    Never raises for bad input: every failure is a payload with an ``error``.
+    """
+    local: list[str] = []
+    urls: list[str] = []
+    containers: dict[str, list[str]] = {}
+    for name in dict.fromkeys(names):
+        where = locate(name)
+        if where.kind != "file":
+            containers.setdefault(where.container, []).append(name)
+        elif is_archive(name) or is_video(name):
+            yield _unlisted_container(name, settings)
+        else:
+            (urls if is_url(name) else local).append(name)
+    yield from (Payload(n, path=n) for n in local)
+    for url, data in remote.read_objects(urls, settings.storage_options, settings.read_concurrency):
+        yield Payload(url, error=_read_error(data)) if isinstance(data, OSError) else Payload(url, data=data)
+    for container, members in containers.items():
+        if is_video(container):
+            yield from _frames(container, members, settings)
+        else:
+            yield from _members(container, members, settings)
+
+
+def _unlisted_container(name: str, settings: SourceSettings) -> Payload:
+    """A shard or video that could not be expanded when listed: why it cannot be read."""
+    try:
+        with remote.open_binary(name, settings.storage_options) as handle:
+            if is_video(name):
+                video.probe(handle)
+            else:
+                next(archives.iter_members(handle, name, lambda _: False), None)
+    except FileNotFoundError:
+        return Payload(name, error=("missing", "file no longer exists"))
+    except (video.VideoError, archives.ShardError) as exc:
+        kind = "video" if is_video(name) else "archive"
+        return Payload(name, error=("corrupt", f"not a readable {kind}: {exc}"))
+    except OSError as exc:
+        return Payload(name, error=_read_error(exc))
+    return Payload(name, error=("corrupt", "changed since it was listed: rerun to list its contents"))
+
+
+def _members(shard: str, names: list[str], settings: SourceSettings) -> Iterator[Payload]:
+    wanted = {locate(n).member: n for n in names}
+    failure: tuple[str, str] = ("missing", "no longer in the shard")
+    try:
+        with remote.open_binary(shard, settings.storage_options) as handle:
+            for member in archives.iter_members(handle, shard, lambda m: m in wanted):
+                name = wanted.pop(member.name, None)
+                if name is None:
+                    continue  # a repeated member name: the first one counts
+                if member.error is not None:
+                    yield Payload(name, error=("corrupt", f"member cannot be read: {member.error}"))
+                else:
+                    yield Payload(name, data=member.data)
+                if not wanted:
+                    return
+    except archives.ShardError as exc:
+        failure = ("corrupt", f"shard cannot be read: {exc}")
+    except FileNotFoundError:
+        failure = ("missing", "shard no longer exists")
+    except OSError as exc:
+        failure = _read_error(exc)
+    for name in wanted.values():
+        yield Payload(name, error=failure)
+
+
+def _frames(clip: str, names: list[str], settings: SourceSettings) -> Iterator[Payload]:
+    wanted = {locate(n).seconds: n for n in names}
+    try:
+        with remote.open_binary(clip, settings.storage_options) as handle:
+            for frame in video.iter_frames(handle, list(wanted), settings.video_fps):
+                name = wanted.pop(frame.seconds)
+                if frame.image is not None:
+                    yield Payload(name, frame=frame.image)
+                else:
+                    yield Payload(name, error=("corrupt", frame.error or "no frame"))
+        return
+    except video.VideoError as exc:
+        failure = ("corrupt", f"not a readable video: {exc}")
+    except FileNotFoundError:
+        failure = ("missing", "video no longer exists")
+    except OSError as exc:
+        failure = _read_error(exc)
+    for name in wanted.values():
+        yield Payload(name, error=failure)

@@ -1,0 +1,132 @@
+"""Frames of videos (mp4, avi, mov, mkv, webm) with PyAV, whose wheels bundle FFmpeg.
+
+A video is sampled in windows of ``1 / fps`` seconds from its start: window ``k`` is named by
+its start time ``k / fps`` and gets the first frame decoded in it. Listing reads only the
+container's header (its duration); reading decodes the video once, in order. Packets that fail
+to decode are skipped, so a partly broken video keeps its good frames and the windows without a
+decodable frame are reported.
+"""
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from PIL import Image
+
+DEFAULT_FPS = 1.0
+_AV_TIME_BASE = 1_000_000
+
+
+class VideoError(Exception):
+    """The video cannot be opened or has no video stream."""
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError:
+        raise VideoError("videos need PyAV: pip install 'dup-pipeline[video]'") from None
+    return av
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container's header says: duration in seconds, frame size and codec."""
+
+    duration: float
+    width: int
+    height: int
+    codec: str
+
+
+def _open(handle: IO[bytes]) -> Any:
+    av = _av()
+    try:
+        container = av.open(handle, "r")
+    except (av.error.FFmpegError, OSError, ValueError, EOFError) as exc:
+        raise VideoError(f"cannot open video: {exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError("no video stream")
+    return container
+
+
+def probe(handle: IO[bytes]) -> VideoInfo:
+    """The duration, size and codec of the first video stream; :class:`VideoError` when unusable."""
+    with _open(handle) as container:
+        stream = container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / _AV_TIME_BASE
+        else:
+            duration = _demuxed_duration(container, stream)
+        return VideoInfo(duration, stream.codec_context.width, stream.codec_context.height, stream.codec_context.name)
+
+
+def _demuxed_duration(container: Any, stream: Any) -> float:
+    """The end of the last packet, for containers whose header states no duration (read, not decoded)."""
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    end = start
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    except (_av().error.FFmpegError, OSError):
+        pass
+    return end - start
+
+
+def window_starts(duration: float, fps: float = DEFAULT_FPS) -> list[float]:
+    """The start times of the sampling windows of a video of ``duration`` seconds (one at least)."""
+    count = max(1, math.ceil(duration * fps - 1e-6))
+    return [k / fps for k in range(count)]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The frame sampled in the window starting at ``seconds``, or why there is none."""
+
+    seconds: float
+    image: Image.Image | None = None
+    error: str | None = None
+
+
+def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAULT_FPS) -> Iterator[Frame]:
+    """Decode the video once and yield the frame of each window in ``seconds`` (window starts).
+
+    Frames come in time order as they are decoded; windows without a decodable frame come last,
+    with an error. Raises :class:`VideoError` when the video cannot be opened.
+    """
+    wanted = {round(s * fps): s for s in seconds}
+    av = _av()
+    skipped = 0
+    with _open(handle) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        decoded = 0
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    skipped += 1
+                    continue
+                for frame in frames:
+                    at = frame.time - start if frame.time is not None else decoded / float(stream.average_rate or 1)
+                    decoded += 1
+                    window = math.floor(at * fps + 1e-6)
+                    if window in wanted:
+                        yield Frame(wanted.pop(window), frame.to_image())
+                if not wanted:
+                    return
+        except (av.error.FFmpegError, OSError, EOFError) as exc:
+            reason = f"video data unreadable from here: {exc}"
+        else:
+            reason = "no frame decoded in this window"
+    if skipped:
+        reason += f" ({skipped} damaged packets skipped)"
+    for s in sorted(wanted.values()):
+        yield Frame(s, error=reason)
