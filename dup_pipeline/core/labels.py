@@ -1,5 +1,6 @@
 """Image labels: from a CSV/DataFrame (``filename,label[,split]``) or from folder names."""
 
+import csv
 import os
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,44 @@ def _as_polars(source: Any) -> pl.DataFrame:
         path = Path(source)
         if not path.is_file():
             raise LabelsError(f"labels file {str(path)!r} does not exist")
-        return pl.read_csv(path, infer_schema=False)
+        return _read_csv(path)
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
         return pl.from_pandas(source.astype(str) if len(source) else source)
     raise LabelsError(f"labels must be a CSV path or a DataFrame, got {type(source).__name__}")
+
+
+def _read_csv(path: Path) -> pl.DataFrame:
+    """Read a labels CSV as text columns; anything that is not a table with a header and rows is a
+    :class:`LabelsError` naming the file, the line and the problem."""
+    rows: list[tuple[int, list[str]]] = []
+    reader = None
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, strict=True)
+            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as exc:
+        line = reader.line_num if reader is not None else 0
+        raise LabelsError(f"labels file {str(path)!r} is not valid CSV (line {line}: {exc}; "
+                          "e.g. a quote that is never closed)") from None
+    except UnicodeDecodeError as exc:
+        raise LabelsError(f"labels file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise LabelsError(f"labels file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    if not rows:
+        raise LabelsError(f"labels file {str(path)!r} is empty: it needs a header (filename,label[,split]) and rows")
+    (_, header), body = rows[0], rows[1:]
+    header = [name.strip() for name in header]
+    if not body:
+        raise LabelsError(f"labels file {str(path)!r} has a header ({','.join(header)}) but no rows")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise LabelsError(f"labels file {str(path)!r} repeats the columns {repeated} in its header")
+    ragged = [line for line, row in body if len(row) != len(header)]
+    if ragged:
+        raise LabelsError(f"labels file {str(path)!r}: {len(ragged)} rows do not have the header's {len(header)} "
+                          f"fields, e.g. lines {ragged[:MAX_LISTED]}")
+    return pl.DataFrame([[row[i] for _, row in body] for i in range(len(header))],
+                        schema={name: pl.String for name in header}, orient="col")
 
 
 def load_labels(source: Any, manifest: pl.DataFrame, input_root: str | os.PathLike[str] | None) -> pl.DataFrame:
@@ -34,6 +69,8 @@ def load_labels(source: Any, manifest: pl.DataFrame, input_root: str | os.PathLi
     among the input images (listed, never silently dropped). ``label`` and ``split`` are optional.
     """
     df = _as_polars(source)
+    if df.is_empty():
+        raise LabelsError(f"labels have no rows; columns found: {df.columns}")
     if "filename" not in df.columns:
         raise LabelsError(f"labels need a 'filename' column; columns found: {df.columns}")
     if "label" not in df.columns and "split" not in df.columns:

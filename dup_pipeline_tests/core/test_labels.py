@@ -1,8 +1,13 @@
+import re
+
 import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from click.testing import CliRunner
 from polars.testing import assert_frame_equal
+
+from dup_pipeline.cli import main
 
 from dup_pipeline.core.label_issues import (
     LabelConfig,
@@ -13,6 +18,7 @@ from dup_pipeline.core.label_issues import (
 from dup_pipeline.core.labels import LabelsError, labels_from_folders, load_labels
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline.core.similarity import Neighbours
+from dup_pipeline_tests.conftest import noise_image, save_image
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +174,32 @@ def test_label_and_leakage_galleries_show_the_planted_cases(demo_dataset, labele
     for train, test in demo_dataset.ground_truth()["leakage"]:
         assert train.rsplit("/", 1)[-1] in leak_page and test.rsplit("/", 1)[-1] in leak_page
     assert labeled_run.report is not None and labeled_run.report.exists()
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("", " is empty"),
+    ("\n\n", " is empty"),
+    ("filename,label\n", " has a header \\(filename,label\\) but no rows"),
+    ('filename,label\n"a.png,cat\nb.png,dog\n', " is not valid CSV .*a quote that is never closed"),
+    ("filename,label\na.png,cat,extra\n", ": 1 rows do not have the header's 2 fields, e.g. lines \\[2\\]"),
+    ("filename,label,label\na.png,cat,dog\n", " repeats the columns \\['label'\\]"),
+])
+def test_malformed_labels_csv_is_a_labels_error_naming_file_and_problem(tmp_path, text, problem):
+    manifest = pl.DataFrame({"index": [0], "path": [str(tmp_path / "a.png")]})
+    labels = tmp_path / "labels.csv"
+    labels.write_text(text)
+    with pytest.raises(LabelsError, match=re.escape(f"labels file '{labels}'") + problem):
+        load_labels(labels, manifest, tmp_path)
+    (tmp_path / "latin1.csv").write_bytes("filename,label\na.png,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(LabelsError, match="is not UTF-8 text"):
+        load_labels(tmp_path / "latin1.csv", manifest, tmp_path)
+
+
+def test_labels_csv_error_on_the_command_line_exits_1_without_traceback(tmp_path):
+    save_image(tmp_path / "images" / "a.png", noise_image(1))
+    (tmp_path / "labels.csv").write_text("filename,label\n")
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "images"), str(tmp_path / "w"), "--stats-only",
+                                       "--quiet", "--labels", str(tmp_path / "labels.csv")])
+    assert result.exit_code == 1, result.output
+    assert f"labels file '{tmp_path / 'labels.csv'}' has a header (filename,label) but no rows" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
