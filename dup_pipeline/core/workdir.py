@@ -1,13 +1,49 @@
-"""Where every output lives inside a work_dir (fastdup's names where fastdup has one)."""
+"""Where every output lives inside a work_dir (fastdup's names where fastdup has one), and the
+work_dir's lock: one writing run at a time."""
 
+import contextlib
+import fcntl
+import functools
 import os
+import socket
 import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TypeVar
 
 from dup_pipeline.core.errors import WorkDirError
+from dup_pipeline.core.inputs import WORKDIR_MARKER
 from dup_pipeline.core.ranges import OffsetRange
 
 OUTPUT_FOLDERS = ("ranges", "test", "galleries", "report", "audits")
+LOCK_NAME = ".dup_pipeline.lock"
+LOCK_POLL_SECONDS = 0.2
+
+
+@dataclass
+class _HeldLock:
+    fd: int
+    shared: bool
+    count: int
+
+
+_held: dict[Path, _HeldLock] = {}
+_held_guard = threading.Lock()
+
+
+def _forget_locks_in_child() -> None:
+    """A forked child does not own its parent's locks: it must neither reuse nor keep them alive."""
+    for held in _held.values():
+        with contextlib.suppress(OSError):
+            os.close(held.fd)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 
@@ -139,19 +175,112 @@ class WorkDir:
 
     def outputs(self) -> list[Path]:
         """Every file and folder this tool writes here (what ``overwrite`` deletes, nothing else)."""
-        files = [getattr(self, name) for name, value in vars(WorkDir).items() if isinstance(value, property)]
+        files = [getattr(self, name) for name, value in vars(WorkDir).items()
+                 if isinstance(value, property) and name not in ("marker", "lock_file")]
         folders = [self.root / name for name in OUTPUT_FOLDERS]
         return files + folders + [self.root / "audit_summary.md"]
 
     def range_dir(self, offset_range: OffsetRange) -> Path:
         return self.root / "ranges" / offset_range.key
 
+    @property
+    def marker(self) -> Path:
+        """Marks the folder as a work_dir: input discovery never scans a folder holding it."""
+        return self.root / WORKDIR_MARKER
+
+    @property
+    def lock_file(self) -> Path:
+        """Holds the lock of the run writing here, and that run's ``pid@host``."""
+        return self.root / LOCK_NAME
+
+    @contextlib.contextmanager
+    def locked(self, shared: bool = False, wait: float | None = 0.0,
+               on_wait: Callable[[str], None] | None = None) -> Iterator["WorkDir"]:
+        """Hold the work_dir's lock (``flock`` on :attr:`lock_file`) while writing outputs.
+
+        Exclusive by default; ``shared=True`` lets steps that write only their own offset range run
+        side by side while excluding every exclusive holder. Re-entrant within a process (nested
+        calls and the steps of an in-process Dagster run share it). ``wait`` is how many seconds
+        to wait for another process's lock (None: as long as it takes; ``on_wait`` is told who
+        holds it once); then :class:`WorkDirError` names the holder. A dead process's lock is
+        released by the kernel, so a stale lock file never blocks a new run.
+        """
+        self.ensure_writable()
+        key = self.root.resolve()
+        with _held_guard:
+            held = _held.get(key)
+            if held is None:
+                fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                try:
+                    self._acquire(fd, shared, wait, on_wait)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                held = _held[key] = _HeldLock(fd, shared, 0)
+            elif held.shared and not shared:
+                self._acquire(held.fd, False, wait, on_wait)  # upgrade until the outermost release
+                held.shared = False
+            held.count += 1
+        try:
+            yield self
+        finally:
+            with _held_guard:
+                held.count -= 1
+                if held.count == 0:
+                    del _held[key]
+                    if not held.shared:
+                        os.ftruncate(held.fd, 0)
+                    os.close(held.fd)  # releases the flock
+
+    def _acquire(self, fd: int, shared: bool, wait: float | None, on_wait: Callable[[str], None] | None) -> None:
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise WorkDirError(
+                        f"work_dir {str(self.root)!r} is in use by another run ({holder}): wait for it to finish "
+                        f"or use another work_dir (lock file {self.lock_file})") from None
+                if on_wait is not None:
+                    on_wait(f"waiting for work_dir {str(self.root)!r}, in use by another run ({holder})")
+                    on_wait = None
+                time.sleep(LOCK_POLL_SECONDS)
+        if not shared:
+            started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}@{socket.gethostname()} since {started}\n".encode(), 0)
+
     def ensure_writable(self) -> "WorkDir":
-        """Create the folder and prove it is writable, or raise :class:`WorkDirError`."""
+        """Create the folder (with its :attr:`marker`) and prove it is writable, or raise :class:`WorkDirError`."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-test-"):
                 pass
+            self.marker.touch()
         except OSError as exc:
             raise WorkDirError(f"work_dir {str(self.root)!r} is not writable: {exc.strerror or exc}") from None
         return self
+
+
+def _read_holder(fd: int) -> str:
+    text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+    return text or "a run whose steps share it, e.g. Dagster offset-range scans"
+
+
+Func = TypeVar("Func", bound=Callable[..., Any])
+
+
+def holding_lock(func: Func) -> Func:
+    """Run ``func`` holding the exclusive lock of the work_dir its first argument names (a
+    :class:`WorkDir`, or a configuration with a ``work_dir``); a second run fails at once."""
+
+    @functools.wraps(func)
+    def locked_call(first: Any, *args: Any, **kwargs: Any) -> Any:
+        work = first if isinstance(first, WorkDir) else WorkDir(first.work_dir)
+        with work.locked():
+            return func(first, *args, **kwargs)
+
+    return locked_call  # type: ignore[return-value]

@@ -1,0 +1,116 @@
+"""The work_dir lock: one writing run at a time, a dead run's lock taken over (real processes)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from dup_pipeline.core.errors import WorkDirError
+from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline, update_manifest
+from dup_pipeline.core.workdir import WorkDir
+from dup_pipeline_tests.conftest import noise_image, save_image
+
+HOLDER = """
+import sys
+from dup_pipeline.core.workdir import WorkDir
+with WorkDir(sys.argv[1]).locked(shared=sys.argv[2] == "shared"):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def _holder(work, shared: bool = False) -> subprocess.Popen:
+    """Another process holding the work_dir's lock until its stdin is closed (or it is killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(work), "shared" if shared else "exclusive"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "from dup_pipeline.cli import main; main()", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def _images(folder, n: int = 3):
+    for i in range(n):
+        save_image(folder / f"{i}.png", noise_image(i))
+
+
+def test_second_run_is_refused_naming_the_holder_and_keeps_its_temp_files(tmp_path):
+    images, work = tmp_path / "images", tmp_path / "work"
+    _images(images)
+    holder = _holder(work)
+    in_flight = work / ".manifest.parquet.abc123.tmp"  # the other run's half-written output
+    in_flight.write_bytes(b"partial")
+    done = _cli("run", str(images), str(work), "--stats-only", "--quiet")
+    assert done.returncode == 1
+    assert "in use by another run" in done.stderr and f"pid {holder.pid}@{socket.gethostname()}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert in_flight.exists() and not (work / "manifest.parquet").exists()
+    holder.communicate("")  # the first run ends and releases the lock
+    assert WorkDir(work).lock_file.read_text() == ""
+    done = _cli("run", str(images), str(work), "--stats-only", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert not in_flight.exists()  # left by a run that is over: cleaned up now
+
+
+def test_lock_of_a_killed_run_is_taken_over(tmp_path):
+    images, work = tmp_path / "images", tmp_path / "work"
+    _images(images)
+    holder = _holder(work)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    assert f"pid {holder.pid}@" in WorkDir(work).lock_file.read_text()  # the dead run's stale lock file
+    summary = run_pipeline(PipelineConfig(images, str(work), report=False), features=False)
+    assert summary.good == 3
+    assert WorkDir(work).lock_file.read_text() == ""
+
+
+def test_python_api_is_refused_and_waiting_works(tmp_path):
+    images, work = tmp_path / "images", tmp_path / "work"
+    _images(images)
+    holder = _holder(work)
+    with pytest.raises(WorkDirError, match=f"pid {holder.pid}@"):
+        update_manifest(WorkDir(work), images)
+    started = time.monotonic()
+    with pytest.raises(WorkDirError):
+        with WorkDir(work).locked(wait=0.5):
+            pass
+    assert time.monotonic() - started >= 0.5
+    messages: list[str] = []
+    threading.Timer(1.0, holder.stdin.close).start()  # the other run ends while this one waits
+    with WorkDir(work).locked(wait=None, on_wait=messages.append):
+        assert f"pid {os.getpid()}@" in WorkDir(work).lock_file.read_text()
+    holder.wait()
+    assert len(messages) == 1 and f"pid {holder.pid}@" in messages[0]
+
+
+def test_shared_holders_run_side_by_side_and_exclude_an_exclusive_run(tmp_path):
+    work = tmp_path / "work"
+    first, second = _holder(work, shared=True), _holder(work, shared=True)  # e.g. two range scans
+    with pytest.raises(WorkDirError, match="in use by another run"):
+        with WorkDir(work).locked():
+            pass
+    first.communicate("")
+    second.communicate("")
+    with WorkDir(work).locked():
+        pass
+
+
+def test_lock_is_reentrant_within_a_process(tmp_path):
+    work = WorkDir(tmp_path / "work")
+    with work.locked(shared=True):
+        with work.locked():  # upgraded: nobody else holds it
+            with WorkDir(tmp_path / "work").locked(shared=True):
+                pass
+        assert f"pid {os.getpid()}@" in work.lock_file.read_text()
+        holder = subprocess.run([sys.executable, "-c", HOLDER, str(work.root), "shared"], input="",
+                                capture_output=True, text=True, timeout=60)
+        assert holder.returncode == 1 and "in use by another run" in holder.stderr
+    assert work.lock_file.read_text() == ""
