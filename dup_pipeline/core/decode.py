@@ -7,7 +7,7 @@ applied, and every mode (grayscale, palette, RGBA, CMYK, 16-bit, float) is norma
 
 import contextlib
 import os
-import warnings
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -23,10 +23,10 @@ DEFAULT_MIN_SIDE = 10
 DEFAULT_WORK_SIDE = 256
 ROTATING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
-# We enforce our own pixel limit (``max_pixels``, checked from the header before decoding) and
-# report it as a bad file, so Pillow's own, lower limit must not refuse larger settings first.
-Image.MAX_IMAGE_PIXELS = None
-warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+# Our own pixel limit (``max_pixels``) is checked from the header before decoding. Pillow's
+# process-wide limit (``Image.MAX_IMAGE_PIXELS``) is left as the user set it: only an image that
+# Pillow refuses but max_pixels allows is decoded again with Pillow's limit raised, under this lock.
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 BAD_REASONS: dict[str, str] = {
     "missing": "file no longer exists",
@@ -96,13 +96,37 @@ def decode_image(
         return _decode(path, handle, work_side, max_pixels, min_side)
 
 
+@contextlib.contextmanager
+def _pillow_limit_at_least(pixels: int) -> Iterator[None]:
+    """Pillow's decompression-bomb limit raised to ``pixels`` (if lower) while held; restored after."""
+    with _PILLOW_LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        if previous is not None:
+            Image.MAX_IMAGE_PIXELS = max(previous, pixels)
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
 def _decode(path: str, handle: BinaryIO, work_side: int, max_pixels: int, min_side: int) -> DecodedImage:
+    """Decode under Pillow's limit as set; an image it refuses is tried once more with ``max_pixels``."""
+    try:
+        return _decode_once(path, handle, work_side, max_pixels, min_side)
+    except Image.DecompressionBombError:
+        handle.seek(0)
+        with _pillow_limit_at_least(max_pixels):
+            try:
+                return _decode_once(path, handle, work_side, max_pixels, min_side)
+            except Image.DecompressionBombError as exc:  # more than twice max_pixels
+                raise BadFile("too_large", f"exceeds max_pixels={max_pixels}: {exc}") from None
+
+
+def _decode_once(path: str, handle: BinaryIO, work_side: int, max_pixels: int, min_side: int) -> DecodedImage:
     try:
         img = Image.open(handle)
     except UnidentifiedImageError:
         raise BadFile("not_an_image", "not a recognised image format") from None
-    except Image.DecompressionBombError as exc:
-        raise BadFile("too_large", str(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadFile("corrupt", f"cannot read header: {exc}") from None
     fmt = img.format or "unknown"
@@ -125,7 +149,7 @@ def _decode(path: str, handle: BinaryIO, work_side: int, max_pixels: int, min_si
         orientation = img.getexif().get(0x0112, 1)
         img = ImageOps.exif_transpose(img)
         rgb = to_rgb(img)
-    except BadFile:
+    except (BadFile, Image.DecompressionBombError):
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file
         raise BadFile("corrupt", f"{type(exc).__name__}: {exc}") from None
