@@ -24,7 +24,7 @@ def test_every_bad_reason(tmp_path):
     assert reason(tmp_path / "tiny.png") == "too_small"
     save_image(tmp_path / "icon.ico", noise_image(1, (32, 32)), "ICO")
     assert reason(tmp_path / "icon.ico") == "unsupported_format"
-    assert reason(tmp_path / "gone.png") == "missing"
+    assert reason(tmp_path / "gone.png") == "not_found"  # "missing" is for a manifest row that vanished
     save_image(tmp_path / "big.png", Image.new("1", (12000, 12000)))
     with pytest.raises(BadFile) as info:
         decode_image(str(tmp_path / "big.png"), max_pixels=100_000_000)
