@@ -181,23 +181,24 @@ class _FeatureBatcher:
 
     def __init__(self, features: FeatureSettings) -> None:
         self.features = features
-        self.pending: list[tuple[int, np.ndarray]] = []
+        self.pending: list[tuple[int, np.ndarray, str]] = []
         self.indexes: list[int] = []
         self.vectors: list[np.ndarray] = []
         self.top_class: list[np.ndarray] = []
         self.top_score: list[np.ndarray] = []
 
-    def add(self, index: int, tensor: np.ndarray) -> None:
-        self.pending.append((index, tensor))
+    def add(self, index: int, tensor: np.ndarray, path: str) -> None:
+        self.pending.append((index, tensor, path))
         if len(self.pending) >= self.features.batch_size:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        vectors, logits = self.features.embedder.run([t for _, t in self.pending])
+        _, tensors, paths = zip(*self.pending)
+        vectors, logits = self.features.embedder.run(list(tensors), list(paths))  # paths name a NaN vector
         top, score = _top_classes(logits, len(self.pending))
-        self.indexes.extend(i for i, _ in self.pending)
+        self.indexes.extend(i for i, *_ in self.pending)
         self.vectors.append(vectors)
         self.top_class.append(top)
         self.top_score.append(score)
@@ -271,7 +272,7 @@ def scan_range(
         if item.stats is not None:
             stat_rows.append(item.stats)
         if item.tensor is not None and batcher is not None:
-            batcher.add(index, item.tensor)
+            batcher.add(index, item.tensor, item.row["path"])
         if advance is not None:
             advance(1)
     bad, stats = old_scan.bad, old_scan.stats

@@ -82,3 +82,14 @@ def test_nan_embedding_names_the_first_image(tmp_path):
 def test_model_path_directory_is_named_a_directory(tmp_path):
     with pytest.raises(ModelError, match="is a directory, not an ONNX model file"):
         inspect_model(tmp_path)
+
+
+def test_run_names_the_image_whose_embedding_is_not_finite(tmp_path):
+    """log(channel mean): finite for the start-up probe and noise images, -inf for a black image."""
+    model = tmp_path / "log.onnx"
+    _model(model, nodes=[helper.make_node("Log", ["mean"], ["embedding"])])
+    images = _images(tmp_path / "images", 5)
+    save_image(images / "black.png", noise_image(0).point(lambda _: 0))
+    config = PipelineConfig(images, str(tmp_path / "work"), model=ModelConfig(model_path=str(model), normalization="raw"))
+    with pytest.raises(ModelError, match=f"NaN or inf in the embedding of image '{images / 'black.png'}'"):
+        run_pipeline(config)
