@@ -3,22 +3,38 @@
 import logging
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
-from dup_pipeline.core.errors import ConfigError
-from dup_pipeline.core.features import load_binary, load_features
+from dup_pipeline.core.atomic import write_csv
+from dup_pipeline.core.errors import ConfigError, LabelsError, WorkDirError
+from dup_pipeline.core.features import load_binary
 from dup_pipeline.core.inputs import InputSpec
 from dup_pipeline.core.labels import LABELS_SCHEMA
-from dup_pipeline.core.pipeline import RunSummary, run_pipeline
+from dup_pipeline.core.pipeline import ModelConfig, RunSummary, run_pipeline
+from dup_pipeline.core.search import ImageSearch, embed_files
 from dup_pipeline.core.workdir import WorkDir
-from dup_pipeline.fastdup_compat.params import translate
+from dup_pipeline.fastdup_compat.annotations import prepare_annotations
+from dup_pipeline.fastdup_compat.cleanup import group_components
+from dup_pipeline.fastdup_compat.files import (
+    ANNOTATIONS,
+    CONFIG,
+    read_config,
+    remove_fastdup_files,
+    write_config,
+    write_fastdup_files,
+)
+from dup_pipeline.fastdup_compat.params import RunRequest, translate
+from dup_pipeline.fastdup_compat.summary import print_summary, summary_sentences
 from dup_pipeline.fastdup_compat.visualizer import Visualizer
 
 log = logging.getLogger("dup_pipeline")
+
 
 def clear_outputs(work: WorkDir) -> None:
     """Delete this tool's outputs from ``work`` (``overwrite=True``), never anything else."""
@@ -27,24 +43,56 @@ def clear_outputs(work: WorkDir) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+    remove_fastdup_files(work)
+
+
+def _is_relative(source: Any) -> bool:
+    """fastdup shows file names as given: relative to the current directory when the input was."""
+    first = source[0] if isinstance(source, (list, tuple)) and source else source
+    return isinstance(first, (str, os.PathLike)) and bool(str(first)) and not os.path.isabs(first)
+
+
+def _split_filter(df: pl.DataFrame, split: str | list[str] | None, column: str = "split") -> pl.DataFrame:
+    if split is None:
+        return df
+    if column not in df.columns:
+        raise ConfigError("split= needs annotations with a 'split' column (run(annotations=...))")
+    return df.filter(pl.col(column).is_in([split] if isinstance(split, str) else list(split)))
 
 
 class Fastdup:
-    """What ``fastdup.create`` returns: run the analysis, then read results and draw galleries."""
+    """What ``fastdup.create`` returns: run the analysis, then read results and draw galleries.
 
-    def __init__(self, work_dir: str | os.PathLike[str] | None = None, input_dir: InputSpec | None = None) -> None:
+    ``paths_in_csv``: fastdup v0's files (``fastdup.run``) list file paths in ``similarity.csv`` and
+    ``outliers.csv``; v1's list ids.
+    """
+
+    def __init__(self, work_dir: str | os.PathLike[str] | None = None, input_dir: InputSpec | None = None,
+                 paths_in_csv: bool = False) -> None:
         self.work_dir = str(Path(work_dir or "work_dir").absolute())
+        if input_dir is None and (self.work.root / CONFIG).exists():  # an earlier run's work_dir
+            input_dir = read_config(self.work).get("input_dir")
         self.input_dir = input_dir
-        self.summary: RunSummary | None = None
+        self.run_summary: RunSummary | None = None
+        self.error: str | None = None
+        self._paths_in_csv = paths_in_csv
+        self._request: RunRequest | None = None
+        self._searcher: ImageSearch | None = None
+        self._cwd = os.getcwd()
         self.vis = Visualizer(self)
 
     @property
     def work(self) -> WorkDir:
         return WorkDir(self.work_dir)
 
-    def run(self, input_dir: InputSpec | None = None, annotations: Any = None, overwrite: bool = False,
-            **kwargs: Any) -> int:
-        """Run the pipeline with fastdup's parameters; 0 on success, 1 on failure (reason logged)."""
+    # ---------------------------------------------------------------- running
+    def run(self, input_dir: InputSpec | None = None, annotations: Any = None, subset: list[str] | None = None,
+            overwrite: bool = False, print_summary: bool = True, **kwargs: Any) -> int:
+        """Run the pipeline with fastdup's parameters.
+
+        Bad parameters raise :class:`ConfigError` (bad annotations :class:`LabelsError`) before any
+        work; a failure during the run logs the reason and returns 1; success returns 0.
+        """
         if kwargs.pop("version", False):
             from dup_pipeline import __version__
 
@@ -53,79 +101,146 @@ class Fastdup:
         if kwargs.get("verbose"):
             logging.basicConfig(level=logging.INFO)
         self.input_dir = input_dir if input_dir is not None else self.input_dir
+        if self.input_dir is None:
+            raise ConfigError("input_dir is required (fastdup.create(work_dir, input_dir) or run(input_dir=...))")
+        source, labels = prepare_annotations(annotations, self.input_dir, subset)
+        request = translate(source, self.work_dir, {**kwargs, "annotations": labels})
+        if overwrite:  # only once every parameter is known to be valid
+            clear_outputs(self.work)
+        if labels is not None:  # a file: the label findings are redone exactly when its content changes
+            path = self.work.root / ANNOTATIONS
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_csv(pl.from_pandas(labels), path)
+            request = replace(request, config=replace(request.config, labels=str(path)))
         try:
-            if self.input_dir is None:
-                raise ConfigError("input_dir is required (fastdup.create(work_dir, input_dir) or run(input_dir=...))")
-            request = translate(self.input_dir, self.work_dir, {**kwargs, "annotations": annotations})
-            if overwrite:  # only once every parameter is known to be valid
-                clear_outputs(self.work)
-            self.summary = run_pipeline(request.config, min_offset=request.min_offset,
-                                        max_offset=request.max_offset, features=request.features,
-                                        run_mode=request.run_mode, test_input=request.test_input)
+            summary = self._execute(request)
+        except (ConfigError, LabelsError):
+            raise
         except Exception as exc:  # noqa: BLE001 - fastdup's contract: log the reason and return 1
             log.error("dup_pipeline run failed: %s", exc)
             self.error = str(exc)
             return 1
-        for line in self.summary.lines():
+        self.run_summary, self._request, self._searcher, self.error = summary, request, None, None
+        write_fastdup_files(self.work, self._names, self._paths_in_csv)
+        write_config(self.work, self.input_dir, request.config)
+        if request.test_input is not None:
+            self._write_test_similarity()
+        for line in summary.lines():
             log.info(line)
+        if print_summary and request.run_mode == 0 and request.features:
+            self.summary()
         return 0
 
-    # results as pandas DataFrames, fastdup's column names first
+    def _execute(self, request: RunRequest) -> RunSummary:
+        def go(run_mode: int) -> RunSummary:
+            return run_pipeline(request.config, min_offset=request.min_offset, max_offset=request.max_offset,
+                                features=request.features, run_mode=run_mode, test_input=request.test_input)
+
+        if request.train_first:  # test_dir: the training set first, then the test set against it
+            go(0)
+        return go(request.run_mode)
+
+    def _write_test_similarity(self) -> None:
+        """fastdup's ``similarity.csv`` of a ``test_dir`` run: test → train pairs."""
+        cross = self._test_pairs()
+        if self._paths_in_csv:
+            cross = cross.select(pl.col("filename_from").alias("from"), pl.col("filename_to").alias("to"), "distance")
+        write_csv(cross.select("from", "to", "distance"), self.work.similarity_csv)
+
+    def _test_pairs(self) -> pl.DataFrame:
+        """Cross pairs with test ids after the training ids (``from`` = training manifest size + test index)."""
+        cross = pl.read_parquet(self.work.cross_similarity_parquet)
+        offset = pl.scan_parquet(self.work.manifest).select(pl.len()).collect().item()
+        return self._named(cross.with_columns(pl.col("from") + offset))
+
+    # ---------------------------------------------------------------- names
+    def _names(self, paths: pl.Series) -> pl.Series:
+        """Our absolute paths as fastdup shows them: relative to the current directory when the input was."""
+        if not _is_relative(self.input_dir):
+            return paths
+        return paths.str.strip_prefix(self._cwd.rstrip(os.sep) + os.sep)
+
+    def _named(self, df: pl.DataFrame) -> pl.DataFrame:
+        return df.with_columns(self._names(df[c]) for c in df.columns
+                               if c.startswith("filename") and df.schema[c] == pl.String)
+
     def _read(self, path: Path) -> pl.DataFrame:
         if not path.exists():
-            raise FileNotFoundError(f"{path.name} not found in {self.work_dir}: call run() first")
+            raise WorkDirError(f"{path.name} not found in {self.work_dir}: call run() first")
         return pl.read_parquet(path)
 
+    # ---------------------------------------------------------------- tables
     def labels(self) -> pl.DataFrame:
         """The stored labels (``index, filename, label, split``), empty when none were given."""
         path = self.work.labels_parquet
         return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=LABELS_SCHEMA)
 
     def _with_labels(self, df: pl.DataFrame, id_columns: dict[str, str]) -> pl.DataFrame:
+        """Join ``label<suffix>`` and ``split<suffix>`` for each id column (``{id column: suffix}``)."""
         labels = self.labels()
         if labels.is_empty():
             return df
-        for id_column, label_column in id_columns.items():
-            df = df.join(labels.select(pl.col("index").alias(id_column), pl.col("label").alias(label_column)),
-                         on=id_column, how="left")
+        for id_column, suffix in id_columns.items():
+            df = df.join(labels.select(pl.col("index").alias(id_column), pl.col("label").alias(f"label{suffix}"),
+                                       pl.col("split").alias(f"split{suffix}")), on=id_column, how="left")
         return df
 
-    def similarity(self, data: bool = True) -> pd.DataFrame:
-        """``from, to, distance, filename_from, filename_to`` (+ ``label_from, label_to``)."""
-        df = self._read(self.work.similarity_parquet)
+    def similarity(self, data: bool = True, split: str | list[str] | None = None) -> pd.DataFrame:
+        """``from, to, distance, filename_from, filename_to`` (+ ``label_from, split_from, label_to, split_to``)."""
+        if self._request is not None and self._request.test_input is not None:
+            df = self._test_pairs()
+        else:
+            df = self._named(self._read(self.work.similarity_parquet))
         if not data:
             return df.select("from", "to", "distance").to_pandas()
-        return self._with_labels(df, {"from": "label_from", "to": "label_to"}).to_pandas()
+        df = self._with_labels(df, {"from": "_from", "to": "_to"})
+        return _split_filter(df, split, "split_from").to_pandas()
 
-    def outliers(self, data: bool = True) -> pd.DataFrame:
+    def outliers(self, data: bool = True, split: str | list[str] | None = None) -> pd.DataFrame:
         """``outlier, nearest, distance, filename_outlier, filename_nearest`` (+ labels), most isolated first."""
-        df = self._read(self.work.outliers_parquet)
+        df = self._named(self._read(self.work.outliers_parquet)).sort(["distance", "outlier"])
         if not data:
             return df.select("outlier", "nearest", "distance").to_pandas()
-        return self._with_labels(df, {"outlier": "label_outlier", "nearest": "label_nearest"}).to_pandas()
+        df = self._with_labels(df, {"outlier": "_outlier", "nearest": "_nearest"})
+        return _split_filter(df, split, "split_outlier").to_pandas()
 
     def invalid_instances(self) -> pd.DataFrame:
         """``filename, index, error_code, filesize, is_valid, detail``: every bad file with its reason."""
-        df = self._read(self.work.bad_files_parquet)
+        df = self._named(self._read(self.work.bad_files_parquet))
         return df.select("filename", "index", "error_code", "filesize", pl.lit(False).alias("is_valid"),
                          "detail").to_pandas()
 
-    def img_stats(self, data: bool = True) -> pd.DataFrame:
-        """``index, img_w, img_h, unique, blur, mean, min, max, stdv, file_size, contrast, filename, …``."""
-        df = self._read(self.work.image_stats_parquet).rename({"width": "img_w", "height": "img_h"})
+    def img_stats(self, data: bool = True, split: str | list[str] | None = None) -> pd.DataFrame:
+        """``index, img_w, img_h, unique, blur, mean, min, max, stdv, file_size, contrast, filename, …``
+        (+ ``label, split`` of a labelled run)."""
+        df = self._named(self._read(self.work.image_stats_parquet)).rename({"width": "img_w", "height": "img_h"})
         first = ["index", "img_w", "img_h", "unique", "blur", "mean", "min", "max", "stdv", "file_size", "contrast"]
         if not data:
             return df.select(first).to_pandas()
-        return df.select(first + [c for c in df.columns if c not in first]).to_pandas()
+        df = self._with_labels(df.select(first + [c for c in df.columns if c not in first]), {"index": ""})
+        return _split_filter(df, split).to_pandas()
 
-    def connected_components(self, data: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def connected_components(self, data: bool = True, split: str | list[str] | None = None,
+                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``(df_cc, df_info)`` like fastdup: components of 2+ images; ``count`` = number of images."""
-        cc = self._read(self.work.components_parquet).rename({"__id": "index"}).filter(pl.col("count") > 1)
+        cc = self._named(self._read(self.work.components_parquet)).rename({"__id": "index"}).filter(
+            pl.col("count") > 1)
+        if not self.work.components_info_csv.exists():
+            raise WorkDirError(f"components_info.csv not found in {self.work_dir}: call run() first")
         info = pl.read_csv(self.work.components_info_csv).filter(pl.col("count") > 1).rename(
             {"mean_distance": "mean", "min_distance": "min", "max_distance": "max"})
         if not data:
-            cc = cc.drop("filename")
+            return cc.drop("filename").to_pandas(), info.to_pandas()
+        cc = _split_filter(self._with_labels(cc, {"index": ""}), split)
         return cc.to_pandas(), info.to_pandas()
+
+    def connected_components_grouped(self, sort_by: str = "comp_size", ascending: bool = True,
+                                     metric: str | None = None, load_crops: bool | None = None,
+                                     group_by: str = "visual") -> pd.DataFrame:
+        """One row per component: ``files, component_id, files_ids, distance, (label), len, (metric)``."""
+        cc, _ = self.connected_components()
+        stats = self.img_stats() if metric is not None else None
+        return group_components(cc, stats, sort_by, ascending, metric, group_by)
 
     def annotations(self, valid_only: bool = True) -> pd.DataFrame:
         """The manifest as fastdup's annotations: ``filename, index, error_code, is_valid`` (+ label, split)."""
@@ -139,18 +254,103 @@ class Fastdup:
             df = df.join(labels.select("index", "label", "split"), on="index", how="left")
         if valid_only:
             df = df.filter(pl.col("is_valid"))
-        return df.sort("index").to_pandas()
-
-    def embeddings(self) -> tuple[list[str], Any]:
-        """``(filenames, matrix)``: the L2-normalized feature matrix (memory-mapped)."""
-        features = load_features(self.work)
-        return features.index["filename"].to_list(), features.matrix
+        return self._named(df.sort("index")).to_pandas()
 
     def num_instances(self, valid_only: bool = True) -> int:
         return len(self.annotations(valid_only))
 
-    def load_binary(self) -> tuple[list[str], Any]:
-        return load_binary(self.work.features_dat)
+    @property
+    def config(self) -> dict[str, Any]:
+        """The last run's settings (fastdup's ``config.json``: input_dir, work_dir, threshold, …)."""
+        return read_config(self.work)
+
+    def summary(self, verbose: bool = True, blur_threshold: float = 150.0, brightness_threshold: float = 253.0,
+                darkness_threshold: float = 4.0, show_comp: bool = True) -> list[str]:
+        """fastdup's summary sentences (printed when ``verbose``); the run's own facts: :attr:`run_summary`."""
+        if not self.work.manifest.exists():
+            raise WorkDirError(f"manifest.parquet not found in {self.work_dir}: call run() first")
+        graph = read_config(self.work) if (self.work.root / CONFIG).exists() else {}
+        components = outliers = None
+        if show_comp:
+            components = self.connected_components() if self.work.components_parquet.exists() else None
+            outliers = self.outliers() if self.work.outliers_parquet.exists() else None
+        stats = self.img_stats() if self.work.image_stats_parquet.exists() else None
+        lines = summary_sentences(
+            total=self.num_instances(valid_only=False), invalid=len(self.invalid_instances()),
+            components=components,
+            thresholds=(graph.get("threshold", 0.9), graph.get("ccthreshold", 0.9)),
+            outliers=outliers, lower_threshold=graph.get("lower_threshold", 0.05), stats=stats,
+            blur_threshold=blur_threshold, brightness_threshold=brightness_threshold,
+            darkness_threshold=darkness_threshold)
+        if verbose:
+            print_summary(lines)
+        return lines
+
+    # ---------------------------------------------------------------- features and search
+    def embeddings(self) -> tuple[list[str], np.ndarray]:
+        """``(filenames, matrix)``: the L2-normalized feature matrix."""
+        files, matrix = load_binary(self.work.features_dat)
+        return self._names(pl.Series(files, dtype=pl.String)).to_list(), matrix
+
+    def load_binary(self) -> tuple[list[str], np.ndarray]:
+        return self.embeddings()
+
+    def _model(self, model_path: str | None) -> ModelConfig:
+        if model_path:
+            return ModelConfig(model_path=model_path)
+        return self._request.config.model if self._request is not None else ModelConfig()
+
+    def feature_vectors(self, img_paths: list[str] | pd.DataFrame | str, model_path: str | None = None,
+                        d: int | None = None) -> tuple[np.ndarray, list[str]]:
+        """``(embeddings n x d, files)`` of the readable images among ``img_paths`` (the work_dir is untouched)."""
+        from dup_pipeline.core.inputs import discover_files
+
+        if isinstance(img_paths, pd.DataFrame):
+            if "filename" not in img_paths.columns:
+                raise ConfigError("img_paths DataFrame needs a 'filename' column")
+            img_paths = img_paths["filename"].tolist()
+        paths = discover_files(img_paths) if isinstance(img_paths, (str, os.PathLike)) else list(img_paths)
+        if not paths:
+            raise ConfigError("img_paths must name at least one image")
+        settings = self._model(model_path).feature_settings()
+        if d is not None and d != settings.embedder.spec.dim:
+            raise ConfigError(f"d={d} does not match the model's embedding width {settings.embedder.spec.dim}")
+        vectors, good, bad = embed_files(settings, [str(p) for p in paths])
+        for path, reason in bad.items():
+            log.warning("feature_vectors: %s cannot be used: %s", path, reason)
+        return vectors, good
+
+    def feature_vector(self, img_path: str | os.PathLike[str], model_path: str | None = None,
+                       d: int | None = None) -> tuple[np.ndarray, list[str]]:
+        """``(1 x d embedding, [img_path])`` of one image."""
+        vectors, files = self.feature_vectors([str(img_path)], model_path, d)
+        if not files:
+            raise ConfigError(f"img_path {str(img_path)!r} is not a readable image")
+        return vectors, files
+
+    def init_search(self, k: int, verbose: bool = False, license: str = "", model_path: str | None = None) -> int:
+        """Load the work_dir's index and model for :meth:`search`; 0 on success."""
+        self._searcher = ImageSearch(self.work_dir, k, self._model(model_path))
+        return 0
+
+    def _searched(self, df: pl.DataFrame) -> pd.DataFrame:
+        return df.with_columns(self._names(df["to"])).to_pandas()
+
+    def search(self, filename: str | os.PathLike[str], img: Any = None, verbose: bool = False) -> pd.DataFrame:
+        """``from, to, distance, index``: the k most similar indexed images of the query image."""
+        if self._searcher is None:
+            raise ConfigError("call init_search(k) before search()")
+        return self._searched(self._searcher.image(filename, img))
+
+    def vector_search(self, filename: str = "query_vector", vec: np.ndarray | None = None,
+                      verbose: bool = False) -> pd.DataFrame:
+        """Like :meth:`search` for a feature vector (``d`` or ``1 x d``)."""
+        if self._searcher is None:
+            raise ConfigError("call init_search(k) before vector_search()")
+        if vec is None:
+            raise ConfigError("vec is required: a feature vector of the index's width")
+        vec = np.asarray(vec, dtype=np.float32).reshape(1, -1)
+        return self._searched(self._searcher.vectors(vec / max(float(np.linalg.norm(vec)), 1e-12), [filename]))
 
 
 def create(work_dir: str | os.PathLike[str] | None = None, input_dir: InputSpec | None = None) -> Fastdup:
@@ -160,4 +360,5 @@ def create(work_dir: str | os.PathLike[str] | None = None, input_dir: InputSpec 
 
 def run(input_dir: InputSpec = "", work_dir: str | os.PathLike[str] = ".", **kwargs: Any) -> int:
     """fastdup v0: ``fastdup.run(input_dir, work_dir, ...)``; 0 on success, 1 on failure."""
-    return Fastdup(work_dir, input_dir).run(**kwargs)
+    kwargs.setdefault("print_summary", False)
+    return Fastdup(work_dir, input_dir, paths_in_csv=True).run(**kwargs)

@@ -79,6 +79,7 @@ class RunRequest:
     features: bool
     min_offset: int
     max_offset: int | None
+    train_first: bool = False  # test_dir with run mode 0: analyse the training set, then the test set
 
 
 def translate(input_dir: InputSpec, work_dir: str, kwargs: dict[str, Any]) -> RunRequest:
@@ -137,9 +138,10 @@ def translate(input_dir: InputSpec, work_dir: str, kwargs: dict[str, Any]) -> Ru
     )
     run_mode = check_run_mode(_int("run_mode", kwargs.get("run_mode", 0)))
     test_dir = kwargs.get("test_dir") or None
-    if test_dir and run_mode == 0:
+    train_first = bool(test_dir) and run_mode == 0
+    if train_first:
         run_mode = 3
     stats_only = _flag(kwargs.get("run_stats_only", turi.get("run_stats_only", 0)))
     max_offset = _int("max_offset", kwargs.get("max_offset") or 0)
     return RunRequest(config, run_mode, test_dir, not stats_only, _int("min_offset", kwargs.get("min_offset") or 0),
-                      max_offset if max_offset > 0 else None)
+                      max_offset if max_offset > 0 else None, train_first)

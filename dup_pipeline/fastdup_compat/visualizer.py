@@ -1,11 +1,23 @@
-"""``fd.vis``: fastdup's gallery methods, rendered by :mod:`dup_pipeline.core.report`."""
+"""``fd.vis``: fastdup's gallery methods, rendered by :mod:`dup_pipeline.core.report`.
+
+fastdup's options are honoured: ``slice`` (a label, a list of labels, or ``'diff'``/``'same'``),
+``label_col``, ``get_label_func``, ``group_by``, ``ascending``, ``threshold``, ``min_items``/``max_items``,
+``lazy_load`` (thumbnails as files beside the page) and ``max_width``. Like fastdup, each method
+returns 0, except ``similarity_gallery`` which returns the pairs it drew as a DataFrame.
+"""
 
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dup_pipeline.core.report import galleries
+import pandas as pd
+import polars as pl
+
+from dup_pipeline.core.errors import ConfigError
+from dup_pipeline.core.report import sections
+from dup_pipeline.core.report.render import Gallery
 from dup_pipeline.core.report.report import build_report
+from dup_pipeline.fastdup_compat import gallery_options as opt
 
 if TYPE_CHECKING:
     from dup_pipeline.fastdup_compat.controller import Fastdup
@@ -26,58 +38,115 @@ def _show(gallery: Any, show: bool) -> None:
 
 
 class Visualizer:
-    """Galleries of one :class:`Fastdup` work_dir; each returns 0 like fastdup and prints the file written."""
+    """Galleries of one :class:`Fastdup` work_dir."""
 
     def __init__(self, fd: "Fastdup") -> None:
         self._fd = fd
 
-    def _render(self, function: Any, save_path: str | Path | None, show: bool, **options: Any) -> int:
-        labels = self._fd.labels()
-        gallery = function(self._fd.work, save_path, labels=None if labels.is_empty() else labels, **options)
+    def _labels(self, label_col: str | None, get_label_func: Any) -> pl.DataFrame | None:
+        names = None
+        if get_label_func is not None:
+            manifest = pl.read_parquet(self._fd.work.manifest, columns=["index", "path"])
+            names = manifest.select("index", self._fd._names(manifest["path"]).alias("filename"))
+        return opt.gallery_labels(self._fd.labels(), names, label_col, get_label_func)
+
+    def _render(self, name: str, build: Any, save_path: Any, show: bool, labels: pl.DataFrame | None,
+                filters: dict, options: dict[str, Any]) -> Gallery:
+        gallery = opt.render(name, build, self._fd.work, save_path, labels, filters, **options)
         _show(gallery, show)
+        return gallery
+
+    def duplicates_gallery(self, save_path: str | Path | None = None, label_col: str | None = None,
+                           num_images: int = 20, slice: Any = None, ascending: bool = False,
+                           threshold: float | None = None, show: bool = True, get_label_func: Any = None,
+                           **options: Any) -> int:
+        """Pairs of duplicates and near-duplicates, most similar first (``duplicates.html``)."""
+        labels = self._labels(label_col, get_label_func)
+        keep = opt.pair_filter(labels, slice, "from", "to")
+        self._render("duplicates", lambda t: sections.duplicates(t, num_images, threshold, not ascending),
+                     save_path, show, labels, {self._fd.work.similarity_parquet: keep} if keep else {}, options)
         return 0
 
-    def duplicates_gallery(self, save_path: str | Path | None = None, num_images: int = 20, threshold: float | None = None,
-                           ascending: bool = False, show: bool = True, **_: Any) -> int:
-        """Pairs of duplicates and near-duplicates, most similar first (``duplicates.html``)."""
-        return self._render(galleries.duplicates_gallery, save_path, show, num_images=num_images, threshold=threshold,
-                            descending=not ascending)
-
-    def outliers_gallery(self, save_path: str | Path | None = None, num_images: int = 20, show: bool = True,
-                         **_: Any) -> int:
+    def outliers_gallery(self, save_path: str | Path | None = None, label_col: str | None = None,
+                         num_images: int = 20, slice: Any = None, show: bool = True, get_label_func: Any = None,
+                         **options: Any) -> int:
         """The most isolated images with their nearest neighbour (``outliers.html``)."""
-        return self._render(galleries.outliers_gallery, save_path, show, num_images=num_images)
+        options.pop("how", None)  # fastdup's 'one'/'all': our outliers are one row per image either way
+        labels = self._labels(label_col, get_label_func)
+        keep = opt.image_filter(labels, slice, "outlier")
+        self._render("outliers", lambda t: sections.outliers(t, num_images), save_path, show, labels,
+                     {self._fd.work.outliers_parquet: keep} if keep else {}, options)
+        return 0
 
     def stats_gallery(self, save_path: str | Path | None = None, metric: str = "dark", num_images: int = 20,
-                      ascending: bool | None = None, show: bool = True, **_: Any) -> int:
+                      slice: Any = None, ascending: bool | None = None, label_col: str | None = None,
+                      show: bool = True, get_label_func: Any = None, **options: Any) -> int:
         """Darkest, brightest, blurriest (or any statistic): ``dark.html``, ``bright.html``, ``blur.html``."""
-        return self._render(galleries.stats_gallery, save_path, show, num_images=num_images, metric=metric,
-                            descending=None if ascending is None else not ascending)
+        if not isinstance(metric, str) or not metric.isidentifier():
+            raise ConfigError(f"metric must be dark, bright, blur or an img_stats() column, got {metric!r}")
+        labels = self._labels(label_col, get_label_func)
+        keep = opt.image_filter(labels, slice)
+        descending = None if ascending is None else not ascending
+        self._render(metric, lambda t: sections.stats(t, metric, num_images, descending), save_path, show, labels,
+                     {self._fd.work.image_stats_parquet: keep} if keep else {}, options)
+        return 0
 
-    def component_gallery(self, save_path: str | Path | None = None, num_images: int = 20, min_items: int = 2,
-                          max_items: int | None = None, show: bool = True, **_: Any) -> int:
-        """Groups of similar images, largest first (``components.html``)."""
-        return self._render(galleries.component_gallery, save_path, show, num_images=num_images,
-                            min_items=min_items, max_items=max_items)
+    def component_gallery(self, save_path: str | Path | None = None, label_col: str | None = None,
+                          num_images: int = 20, slice: Any = None, group_by: str = "visual",
+                          min_items: int | None = None, max_items: int | None = None, sort_by: str = "comp_size",
+                          ascending: bool = False, show: bool = True, get_label_func: Any = None,
+                          metric: str | None = None, **options: Any) -> int:
+        """Groups of similar images, largest first (``components.html``); ``group_by='label'`` groups the
+        images of components by label."""
+        if sort_by != "comp_size" or ascending:
+            raise ConfigError("component_gallery draws the largest components first: sort_by must be 'comp_size' "
+                              "and ascending False (sort fd.connected_components_grouped(sort_by, ascending) "
+                              "for other orders)")
+        if metric not in (None, "size"):
+            raise ConfigError(f"metric must be None or 'size' (component size), got {metric!r}")
+        labels = self._labels(label_col, get_label_func)
+        filters = opt.component_filters(self._fd.work, labels, slice, group_by)
+        self._render("components", lambda t: sections.components(t, num_images, min_items or 2, max_items),
+                     save_path, show, labels, filters, options)
+        return 0
 
-    def similarity_gallery(self, save_path: str | Path | None = None, num_images: int = 20, show: bool = True,
-                           **_: Any) -> int:
-        """Each image with its most similar images (``similarity.html``)."""
-        return self._render(galleries.similarity_gallery, save_path, show, num_images=num_images)
+    def similarity_gallery(self, save_path: str | Path | None = None, label_col: str | None = None,
+                           num_images: int = 20, slice: Any = None, threshold: float | None = None,
+                           show: bool = True, get_label_func: Any = None, **options: Any) -> pd.DataFrame:
+        """Each image with its most similar images (``similarity.html``); returns the pairs drawn
+        (``from, to, distance, filename_from, filename_to``)."""
+        options.pop("ascending", None)  # images with most neighbours come first
+        labels = self._labels(label_col, get_label_func)
+        keep = opt.pair_filter(labels, slice, "from", "to")
+        work = self._fd.work
+        self._render("similarity", lambda t: sections.similarity(t, num_images, threshold), save_path, show, labels,
+                     {work.similarity_parquet: keep} if keep else {}, options)
+        pairs = self._fd._named(pl.read_parquet(work.similarity_parquet))
+        if keep is not None:
+            pairs = keep(pairs)
+        if threshold is not None:
+            pairs = pairs.filter(pl.col("distance") >= threshold)
+        return pairs.to_pandas()
 
     def label_gallery(self, save_path: str | Path | None = None, num_images: int = 20, show: bool = True,
-                      **_: Any) -> int:
+                      **options: Any) -> int:
         """Likely wrong labels, each image with its labeled neighbours (``mislabels.html``)."""
-        return self._render(galleries.label_gallery, save_path, show, num_images=num_images)
+        labels = self._labels(None, None)
+        self._render("mislabels", lambda t: sections.mislabels(t, num_images), save_path, show, labels, {}, options)
+        return 0
 
-    def bad_files_gallery(self, save_path: str | Path | None = None, show: bool = True, **_: Any) -> int:
+    def bad_files_gallery(self, save_path: str | Path | None = None, num_images: int = 20, show: bool = True,
+                          **options: Any) -> int:
         """Every file that could not be used, with the reason (``bad_files.html``)."""
-        return self._render(galleries.bad_files_gallery, save_path, show)
+        self._render("bad_files", lambda t: sections.bad_files(t, num_images), save_path, show, None, {}, options)
+        return 0
 
     def leakage_gallery(self, save_path: str | Path | None = None, num_images: int = 20, show: bool = True,
-                        **_: Any) -> int:
+                        **options: Any) -> int:
         """Test images that duplicate training images (``leakage.html``, run mode 3 / test_dir)."""
-        return self._render(galleries.leakage_gallery, save_path, show, num_images=num_images)
+        labels = self._labels(None, None)
+        self._render("leakage", lambda t: sections.leakage(t, num_images), save_path, show, labels, {}, options)
+        return 0
 
     def report(self, save_dir: str | Path | None = None, num_images: int = 20, show: bool = True) -> Path:
         """Every gallery plus an index page with summary counts; returns the index page's path."""

@@ -1,10 +1,12 @@
 import os
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import dup_pipeline as fastdup
+from dup_pipeline.core.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -85,16 +87,20 @@ def test_galleries_and_report(fd, demo_dataset, tmp_path):
     assert index.name == "index.html" and "mislabels.html" in index.read_text()
 
 
-def test_failures_return_1_and_bad_parameters_are_named(demo_dataset, tmp_path, caplog):
+def test_bad_parameters_raise_and_failures_return_1(demo_dataset, tmp_path, caplog):
     fd = fastdup.create(str(tmp_path / "w"), str(demo_dataset.images))
-    assert fd.run(turi_param="nnmodel=0,bogus=1") == 1
-    assert "turi_param entry 'bogus=1' is not supported" in caplog.text
-    assert fd.run(distance="hamming") == 1 and "distance must be one of" in caplog.text
-    assert fd.run(compute="tpu") == 1 and "compute must be 'cpu' or 'gpu'" in caplog.text
-    assert fd.run(no_such_parameter=3) == 1 and "unknown fastdup parameter" in caplog.text
-    assert fd.run(nearest_neighbors_k="x") == 1 and "nearest_neighbors_k must be an integer, got 'x'" in caplog.text
-    assert fd.run(threshold="high") == 1 and "threshold must be a number, got 'high'" in caplog.text
+    cases = {"turi_param entry 'bogus=1' is not supported": {"turi_param": "nnmodel=0,bogus=1"},
+             "distance must be one of": {"distance": "hamming"},
+             "compute must be 'cpu' or 'gpu'": {"compute": "tpu"},
+             "unknown fastdup parameter": {"no_such_parameter": 3},
+             "nearest_neighbors_k must be an integer, got 'x'": {"nearest_neighbors_k": "x"},
+             "threshold must be a number, got 'high'": {"threshold": "high"}}
+    for message, kwargs in cases.items():
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            fd.run(**kwargs)
+    assert not (tmp_path / "w" / "manifest.parquet").exists()  # refused before any work
     assert fastdup.create(str(tmp_path / "w2"), str(tmp_path / "missing")).run() == 1
+    assert "dup_pipeline run failed" in caplog.text
 
 
 def test_num_images_and_overwrite(demo_dataset, tmp_path):
