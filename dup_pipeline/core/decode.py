@@ -37,6 +37,7 @@ BAD_REASONS: dict[str, str] = {
     "corrupt": "image data is truncated or corrupt",
     "too_large": "image is too large (decompression bomb guard)",
     "too_small": "image is too small",
+    "bounding_box_outside": "the bounding_box lies wholly outside the image",
 }
 
 

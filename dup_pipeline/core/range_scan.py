@@ -3,10 +3,18 @@
 Two products per range, each with its own record of which manifest rows it was computed from:
 ``scan`` (bad files and image statistics) and ``features`` (embeddings). A rerun decodes only
 the rows that are new or changed for a product; every file is decoded at most once per run.
+
+A product's files are written under content-addressed names (``features.vectors.<digest>.npy``,
+``features.index.<digest>.parquet``, ``features.rows.<digest>.parquet``; ``scan.bad.…``,
+``scan.stats.…``, ``scan.rows.…``), then its commit marker ``<product>.json`` names them and the
+digest of the manifest indexes of each table. Readers take only the files the marker names and
+check those indexes, so a run killed at any point leaves either the old or the new product,
+never a mix; files no marker names are deleted.
 """
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,12 +22,11 @@ import numpy as np
 import polars as pl
 
 from dup_pipeline.core.atomic import (
-    atomic_path,
     remove_temp_files,
+    write_content_addressed,
     write_json,
-    write_parquet,
 )
-from dup_pipeline.core.decode import DecodedImage
+from dup_pipeline.core.decode import BadFile, DecodedImage
 from dup_pipeline.core.embed.crop import CropBox
 from dup_pipeline.core.embed.model import Embedder, ModelSpec
 from dup_pipeline.core.progress import Advance
@@ -35,8 +42,9 @@ from dup_pipeline.core.scan import (
 )
 from dup_pipeline.core.workdir import WorkDir
 
-SCAN_VERSION = "2"
-FEATURES_VERSION = "2"
+SCAN_VERSION = "3"
+FEATURES_VERSION = "3"
+PRODUCTS = ("scan", "features")
 ROW_KEY = ("index", "path", "size", "mtime_ns", "content_hash", "missing")
 FEATURE_INDEX_SCHEMA = {"index": pl.Int64, "top_class": pl.Int64, "top_score": pl.Float32}
 
@@ -49,9 +57,10 @@ class FeatureSettings:
     crop: CropBox | None = None
     batch_size: int = 32
 
-    def prepare(self, decoded: DecodedImage) -> np.ndarray:
+    def prepare(self, decoded: DecodedImage) -> np.ndarray | None:
+        """The model input, or None when the crop box lies outside the image (a bad file)."""
         image = self.crop.apply(decoded) if self.crop else decoded.image
-        return self.embedder.prepare(image)
+        return None if image is None else self.embedder.prepare(image)
 
     def tag(self, settings: DecodeSettings) -> str:
         return features_tag(self.embedder.spec, self.crop, settings)
@@ -59,8 +68,12 @@ class FeatureSettings:
 
 def features_tag(spec: ModelSpec, crop: CropBox | None, settings: DecodeSettings) -> str:
     """What the embeddings of a range depend on besides its files: model, crop and decoding."""
-    return json.dumps({"version": FEATURES_VERSION, "model": spec.model_id, "crop": asdict(crop) if crop else None,
+    return json.dumps({"version": FEATURES_VERSION, "model": spec.model_id, "crop": _crop_fields(crop),
                        "decode": asdict(settings)}, sort_keys=True)
+
+
+def _crop_fields(crop: CropBox | None) -> dict | None:
+    return asdict(crop) if crop else None
 
 
 @dataclass(frozen=True)
@@ -89,8 +102,9 @@ def range_rows(manifest: pl.DataFrame, offset_range: OffsetRange) -> pl.DataFram
     return manifest.filter(pl.col("index").is_between(offset_range.start, offset_range.end)).sort("index")
 
 
-def _scan_tag(settings: DecodeSettings) -> str:
-    return json.dumps({"version": SCAN_VERSION, **asdict(settings)}, sort_keys=True)
+def _scan_tag(settings: DecodeSettings, crop: dict | None) -> str:
+    """What the scan depends on: decoding limits, and the crop box (an image it misses is bad)."""
+    return json.dumps({"version": SCAN_VERSION, **asdict(settings), "crop": crop}, sort_keys=True)
 
 
 def rows_fingerprint(rows: pl.DataFrame, tag: str) -> str:
@@ -100,33 +114,86 @@ def rows_fingerprint(rows: pl.DataFrame, tag: str) -> str:
     return digest.hexdigest()
 
 
+def _indexes_digest(table: pl.DataFrame) -> str:
+    """Identifies the manifest indexes of a table's rows, in order."""
+    return hashlib.blake2b(table["index"].to_numpy().astype("<i8").tobytes(), digest_size=16).hexdigest()
+
+
+def _marker_names(folder: Path, product: str) -> dict[str, str]:
+    try:
+        return dict(json.loads((folder / f"{product}.json").read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _marker(folder: Path, product: str) -> dict | None:
+    """The product's commit marker, when every file it names is there."""
+    names = _marker_names(folder, product)
+    if not names or not all((folder / name).is_file() for name in names.values()):
+        return None
+    state = json.loads((folder / f"{product}.json").read_text())
+    return state if isinstance(state.get("indexes"), dict) else None
+
+
+def _read_table(folder: Path, state: dict, role: str) -> pl.DataFrame | None:
+    """A table the marker names, when it holds the manifest indexes the marker recorded for it."""
+    try:
+        table = pl.read_parquet(folder / state["files"][role])
+    except (OSError, KeyError, pl.exceptions.PolarsError):
+        return None
+    return table if _indexes_digest(table) == state["indexes"].get(role) else None
+
+
+def _write_npy(vectors: np.ndarray) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        with open(path, "wb") as handle:
+            np.save(handle, vectors)
+    return write
+
+
+def _commit(folder: Path, product: str, rows: pl.DataFrame, tag: str, tables: dict[str, pl.DataFrame],
+            vectors: np.ndarray | None = None) -> None:
+    """Write a product's files under content-addressed names, then its marker naming them: the commit."""
+    tables = {**tables, "rows": rows.select(ROW_KEY)}
+    files = {role: write_content_addressed(folder, f"{product}.{role}", ".parquet", table.write_parquet).name
+             for role, table in tables.items()}
+    if vectors is not None:
+        files["vectors"] = write_content_addressed(folder, f"{product}.vectors", ".npy", _write_npy(vectors)).name
+    write_json({"fingerprint": rows_fingerprint(rows, tag), "settings": tag, "rows": rows.height, "files": files,
+                "indexes": {role: _indexes_digest(table) for role, table in tables.items()}},
+               folder / f"{product}.json")
+    _prune(folder)
+
+
+def _prune(folder: Path) -> None:
+    """Delete the range's files that no commit marker names: an older generation, or files a
+    killed run wrote without committing them."""
+    keep = {f"{product}.json" for product in PRODUCTS}
+    for product in PRODUCTS:
+        keep.update(_marker_names(folder, product).values())
+    for path in folder.glob("*"):
+        if path.name not in keep and path.is_file():
+            path.unlink(missing_ok=True)
+
+
 def _previous_rows(folder: Path, product: str, tag: str) -> pl.DataFrame | None:
     """The rows a product was last computed from, if computed with the same settings."""
-    try:
-        state = json.loads((folder / f"{product}.json").read_text())
-        return pl.read_parquet(folder / f"{product}.rows.parquet") if state.get("settings") == tag else None
-    except (OSError, ValueError, pl.exceptions.PolarsError):
-        return None
-
-
-def _save_state(folder: Path, product: str, rows: pl.DataFrame, tag: str) -> None:
-    write_parquet(rows.select(ROW_KEY), folder / f"{product}.rows.parquet")
-    write_json({"fingerprint": rows_fingerprint(rows, tag), "settings": tag, "rows": rows.height},
-               folder / f"{product}.json")
+    state = _marker(folder, product)
+    return _read_table(folder, state, "rows") if state is not None and state.get("settings") == tag else None
 
 
 def _state_current(folder: Path, product: str, rows: pl.DataFrame, tag: str) -> bool:
     """The product's commit marker names exactly these rows and settings."""
-    try:
-        return json.loads((folder / f"{product}.json").read_text()).get("fingerprint") == rows_fingerprint(rows, tag)
-    except (OSError, ValueError):
-        return False
+    state = _marker(folder, product)
+    return state is not None and state.get("fingerprint") == rows_fingerprint(rows, tag)
 
 
 def _unchanged(rows: pl.DataFrame, previous: pl.DataFrame | None) -> set[int]:
+    """Indexes whose row is identical to the previous one (a missing file's null hash included)."""
     if previous is None:
         return set()
-    return set(rows.select(ROW_KEY).join(previous, on=list(ROW_KEY), how="inner")["index"].to_list())
+    joined = rows.select(ROW_KEY).join(previous, on=list(ROW_KEY), how="inner", nulls_equal=True)
+    return set(joined["index"].to_list())
 
 
 def is_range_current(work: WorkDir, manifest: pl.DataFrame, offset_range: OffsetRange,
@@ -134,37 +201,55 @@ def is_range_current(work: WorkDir, manifest: pl.DataFrame, offset_range: Offset
     """True when the range's outputs were computed from exactly its current manifest rows and settings.
 
     Cheap (no decoding, no model run): audits use it to process only stale ranges. ``feature_tag``
-    (see :func:`features_tag`) also requires current embeddings. A product's ``.json`` state file is
-    written last, so it is the commit marker: without it the product counts as not computed.
+    (see :func:`features_tag`) also requires current embeddings, and its crop box is part of the
+    scan's settings. A product's ``.json`` marker is written last, so it is the commit marker:
+    without it (or without a file it names) the product counts as not computed.
     """
     folder = work.range_dir(offset_range)
     rows = range_rows(manifest, offset_range)
-    products = {"scan": _scan_tag(settings)}
+    products = {"scan": _scan_tag(settings, json.loads(feature_tag)["crop"] if feature_tag else None)}
     if feature_tag is not None:
         products["features"] = feature_tag
     return all(_state_current(folder, product, rows, tag) for product, tag in products.items())
 
 
+def _read_scan(folder: Path) -> ScanResult | None:
+    state = _marker(folder, "scan")
+    if state is None:
+        return None
+    bad, stats = _read_table(folder, state, "bad"), _read_table(folder, state, "stats")
+    return None if bad is None or stats is None else ScanResult(bad, stats)
+
+
+def _empty_scan() -> ScanResult:
+    return ScanResult(pl.DataFrame(schema=BAD_SCHEMA), pl.DataFrame(schema=STATS_SCHEMA))
+
+
 def read_range_scan(work: WorkDir, offset_range: OffsetRange) -> ScanResult:
     """Read a range's bad files and statistics (empty frames when the range was never scanned)."""
-    folder = work.range_dir(offset_range)
-    if not (folder / "scan.json").exists():
-        return ScanResult(pl.DataFrame(schema=BAD_SCHEMA), pl.DataFrame(schema=STATS_SCHEMA))
-    return ScanResult(pl.read_parquet(folder / "bad_files.parquet"), pl.read_parquet(folder / "image_stats.parquet"))
+    return _read_scan(work.range_dir(offset_range)) or _empty_scan()
 
 
 def read_range_features(work: WorkDir, offset_range: OffsetRange) -> RangeFeatures | None:
     """A range's embeddings (memory-mapped), or None when they were never computed."""
     folder = work.range_dir(offset_range)
-    if not (folder / "features.json").exists():
+    state = _marker(folder, "features")
+    index = _read_table(folder, state, "index") if state is not None else None
+    if index is None:
         return None
     try:
-        found = RangeFeatures(pl.read_parquet(folder / "features_index.parquet"),
-                              np.load(folder / "features.npy", mmap_mode="r"))
-    except (OSError, ValueError, pl.exceptions.PolarsError):
+        vectors = np.load(folder / state["files"]["vectors"], mmap_mode="r")
+    except (OSError, KeyError, ValueError):
         return None
-    # a run killed between writing the vectors and their index leaves them out of step
-    return found if found.index.height == found.vectors.shape[0] else None
+    return RangeFeatures(index, vectors) if vectors.ndim == 2 and vectors.shape[0] == index.height else None
+
+
+def range_files(work: WorkDir, offset_range: OffsetRange, product: str) -> dict[str, Path]:
+    """The files of a range's committed ``scan`` (``bad``, ``stats``, ``rows``) or ``features``
+    (``vectors``, ``index``, ``rows``) product; empty when it was never computed."""
+    folder = work.range_dir(offset_range)
+    state = _marker(folder, product)
+    return {role: folder / name for role, name in state["files"].items()} if state is not None else {}
 
 
 def _top_classes(logits: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -241,14 +326,18 @@ def scan_range(
 
     Rows unchanged since the previous scan of this range (same path, size, mtime, content and
     settings) are copied from it; only new or changed files are decoded, once for both products.
+    An image that the crop box of ``features`` misses entirely is a bad file (``bounding_box_outside``).
     """
     folder = work.range_dir(offset_range)
     remove_temp_files(folder)  # half-written files of a killed run (one writer per range at a time)
+    _prune(folder)
     rows = range_rows(manifest, offset_range)
     all_indexes = set(rows["index"].to_list())
-    scan_tag = _scan_tag(settings)
-    scan_keep = _unchanged(rows, _previous_rows(folder, "scan", scan_tag))
-    old_scan = read_range_scan(work, offset_range)
+    crop = features.crop if features is not None else None
+    scan_tag = _scan_tag(settings, _crop_fields(crop))
+    old_scan = _read_scan(folder)
+    scan_keep = _unchanged(rows, _previous_rows(folder, "scan", scan_tag)) if old_scan else set()
+    old_scan = old_scan or _empty_scan()
     scan_todo = all_indexes - scan_keep
     feat_todo: set[int] = set()
     if features is not None:
@@ -270,7 +359,11 @@ def scan_range(
         if item.bad is not None and index in scan_todo:
             bad_rows.append(bad_row(item.row, item.bad))
         if item.stats is not None:
-            stat_rows.append(item.stats)
+            missed = crop.miss(item.stats["width"], item.stats["height"]) if crop is not None else None
+            if missed is not None:
+                bad_rows.append(bad_row(item.row, missed))
+            else:
+                stat_rows.append(item.stats)
         if item.tensor is not None and batcher is not None:
             batcher.add(index, item.tensor, item.row["path"])
         if advance is not None:
@@ -280,19 +373,14 @@ def scan_range(
         keep = pl.col("index").is_in(list(scan_keep))
         bad = pl.concat([bad.filter(keep), pl.DataFrame(bad_rows, schema=BAD_SCHEMA)]).sort("index")
         stats = pl.concat([stats.filter(keep), pl.DataFrame(stat_rows, schema=STATS_SCHEMA)]).sort("index")
-        write_parquet(bad, folder / "bad_files.parquet")
-        write_parquet(stats, folder / "image_stats.parquet")
-        _save_state(folder, "scan", rows, scan_tag)
+        _commit(folder, "scan", rows, scan_tag, {"bad": bad, "stats": stats})
     embedded = 0
     if features is not None and batcher is not None:
         fresh = batcher.result(features.embedder.spec.dim)
         embedded = fresh.index.height
         if feat_todo or not _state_current(folder, "features", rows, feat_tag):
             merged = _merge_features(old_features, feat_keep, fresh)
-            with atomic_path(folder / "features.npy") as tmp:
-                with open(tmp, "wb") as handle:
-                    np.save(handle, merged.vectors.astype(np.float32, copy=False))
-            write_parquet(merged.index, folder / "features_index.parquet")
-            _save_state(folder, "features", rows, feat_tag)
+            _commit(folder, "features", rows, feat_tag, {"index": merged.index},
+                    merged.vectors.astype(np.float32, copy=False))
     return RangeScanOutcome(offset_range.key, rows.height, todo.height, rows.height - todo.height,
                             bad.height, stats.height, embedded)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from dup_pipeline.core.atomic import write_csv, write_parquet
+from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.range_scan import read_range_scan
 from dup_pipeline.core.ranges import offset_ranges
 from dup_pipeline.core.scan import BAD_SCHEMA, STATS_SCHEMA
@@ -25,7 +26,11 @@ class DatasetScan:
 
 
 def combine_scans(work: WorkDir, n_rows: int, range_size: int) -> DatasetScan:
-    """Concatenate every range's outputs and write the dataset tables atomically."""
+    """Concatenate every range's outputs and write the dataset tables atomically.
+
+    Raises ``ConfigError`` (after writing the tables, which give each image's size) when the
+    ``bounding_box`` missed every image that could be decoded.
+    """
     parts = [read_range_scan(work, r) for r in offset_ranges(n_rows, range_size)]
     bad = pl.concat([pl.DataFrame(schema=BAD_SCHEMA), *(p.bad for p in parts)]).sort("index")
     stats = pl.concat([pl.DataFrame(schema=STATS_SCHEMA), *(p.stats for p in parts)]).sort("index")
@@ -34,6 +39,11 @@ def combine_scans(work: WorkDir, n_rows: int, range_size: int) -> DatasetScan:
     write_parquet(stats, work.image_stats_parquet)
     extra = [c for c in stats.columns if c not in FASTDUP_STATS_COLUMNS]
     write_csv(stats.select([*FASTDUP_STATS_COLUMNS, *extra]), work.image_stats_csv)
+    missed = bad.filter(pl.col("error_code") == "bounding_box_outside")
+    if missed.height and not stats.height:
+        raise ConfigError(f"bounding_box lies outside every one of the {missed.height} decodable images "
+                          f"(e.g. {missed['detail'][0]}); its row_y and col_x are in original-image pixels "
+                          f"and must be below the image's height and width (see {work.bad_files_csv})")
     return DatasetScan(bad, stats)
 
 

@@ -13,8 +13,10 @@ from dup_pipeline.core.progress import logging_progress
 from dup_pipeline.core.range_scan import (
     FEATURES_VERSION,
     SCAN_VERSION,
+    range_files,
     range_rows,
     read_range_features,
+    read_range_scan,
     scan_range,
 )
 from dup_pipeline.core.ranges import OffsetRange, offset_ranges
@@ -126,7 +128,6 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
         work = ds.workdir()
         manifest = pl.read_parquet(work.manifest)
         offset_range = OffsetRange.parse(context.partition_key)
-        folder = work.range_dir(offset_range)
         total = range_rows(manifest, offset_range).height
         embed = features_key in context.selected_asset_keys
         feature_settings = config.model.feature_settings() if embed else None
@@ -143,21 +144,22 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
                 metadata={**common, "vectors": part.index.height, "dim": feature_settings.embedder.spec.dim,
                           "embedded_this_run": outcome.embedded,
                           "model": feature_settings.embedder.spec.model_id,
-                          **file_metadata(folder / "features.npy")},
+                          **file_metadata(range_files(work, offset_range, "features")["vectors"])},
             )
+        scan, scan_files = read_range_scan(work, offset_range), range_files(work, offset_range, "scan")
         if bad_key in context.selected_asset_keys:
-            bad = pl.read_parquet(folder / "bad_files.parquet")
+            bad = scan.bad
             yield dg.MaterializeResult(
                 asset_key=bad_key,
                 metadata={**common, "bad_files": bad.height, "preview": markdown_table(bad),
-                          **file_metadata(folder / "bad_files.parquet")},
+                          **file_metadata(scan_files["bad"])},
             )
         if stats_key in context.selected_asset_keys:
-            stats = pl.read_parquet(folder / "image_stats.parquet")
+            stats = scan.stats
             yield dg.MaterializeResult(
                 asset_key=stats_key,
                 metadata={**common, "images": stats.height, "preview": markdown_table(stats),
-                          **file_metadata(folder / "image_stats.parquet")},
+                          **file_metadata(scan_files["stats"])},
             )
 
     @dg.multi_asset(

@@ -11,7 +11,10 @@ import dup_pipeline as fastdup
 from dup_pipeline.core.graph import outliers
 from dup_pipeline.core.inputs import discover_files
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
+from dup_pipeline.core.range_scan import range_files
+from dup_pipeline.core.ranges import OffsetRange
 from dup_pipeline.core.similarity import GraphConfig
+from dup_pipeline.core.workdir import WorkDir
 from dup_pipeline_tests.conftest import noise_image, save_image
 
 
@@ -39,8 +42,8 @@ def test_range_features_out_of_step_are_recomputed(tmp_path):
     _images(images, 3)
     config = PipelineConfig(images, str(work), report=False)
     run_pipeline(config)
-    index = pl.read_parquet(work / "ranges" / "0-9999" / "features_index.parquet")
-    index.head(1).write_parquet(work / "ranges" / "0-9999" / "features_index.parquet")  # killed mid-write
+    named = range_files(WorkDir(work), OffsetRange(0, 9999), "features")["index"]
+    pl.read_parquet(named).head(1).write_parquet(named)  # not the rows its commit marker recorded
     summary = run_pipeline(config)
     assert summary.embedded == 3 and summary.features.matrix.shape[0] == 3
 

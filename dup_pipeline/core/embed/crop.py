@@ -1,10 +1,14 @@
-"""fastdup's ``bounding_box``: crop a fixed box of every image before embedding."""
+"""fastdup's ``bounding_box``: crop a fixed box of every image before embedding.
+
+A box partly outside an image is clipped to it; an image the box misses entirely is a bad file
+(``bounding_box_outside``) and is not embedded.
+"""
 
 from dataclasses import dataclass
 
 from PIL import Image
 
-from dup_pipeline.core.decode import DecodedImage
+from dup_pipeline.core.decode import BadFile, DecodedImage
 from dup_pipeline.core.errors import ConfigError
 
 KEY_ALIASES = {
@@ -43,8 +47,22 @@ class CropBox:
             raise ConfigError(f"bounding_box {text!r} needs row_y, col_x >= 0 and height, width >= 1")
         return cls(**values)
 
-    def apply(self, decoded: DecodedImage) -> Image.Image:
-        """Crop the (possibly reduced) decoded image, scaling the box and clamping it to the image."""
+    def miss(self, width: int, height: int) -> BadFile | None:
+        """Why an image of ``width`` x ``height`` original pixels cannot be cropped (the box lies
+        wholly outside it), or None when the box overlaps it."""
+        if self.col_x < width and self.row_y < height:
+            return None
+        return BadFile("bounding_box_outside", f"bounding_box {self.describe()} lies outside the "
+                                               f"{width}x{height} image")
+
+    def describe(self) -> str:
+        return f"row_y={self.row_y},col_x={self.col_x},height={self.height},width={self.width}"
+
+    def apply(self, decoded: DecodedImage) -> Image.Image | None:
+        """Crop the (possibly reduced) decoded image, scaling the box and clipping it to the image;
+        None when the box lies wholly outside the image."""
+        if self.miss(decoded.width, decoded.height) is not None:
+            return None
         img = decoded.image
         sx, sy = img.width / decoded.width, img.height / decoded.height
         left = min(int(self.col_x * sx), img.width - 1)
