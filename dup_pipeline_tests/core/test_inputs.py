@@ -1,4 +1,5 @@
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import pytest
 
 from dup_pipeline.core.inputs import InputError, discover_files
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
+from dup_pipeline.core.report.report import build_report
+from dup_pipeline.core.workdir import WorkDir
 from dup_pipeline_tests.conftest import noise_image, save_image
 
 
@@ -103,3 +106,48 @@ def test_dangling_links_and_never_existing_listed_files_have_their_own_reasons(t
     assert _bad_reasons(tmp_path / "w2") == {str(tmp_path / "never.png"): "not_found"}
     detail = pl.read_parquet(tmp_path / "w" / "bad_files.parquet").filter(pl.col("error_code") == "dangling_symlink")
     assert "nowhere.png" in detail["detail"][0]
+
+
+def test_work_dir_inside_the_input_is_never_scanned(tmp_path):
+    images = tmp_path / "images"
+    for i in range(6):
+        save_image(images / f"{i}.png", noise_image(i))
+    work = images / "work"  # outputs inside the folder being analysed
+    config = PipelineConfig(images, str(work), report=False)
+    first = run_pipeline(config)
+    build_report(WorkDir(work), inline=False)  # gallery thumbnails written as image files in work/report
+    assert list((work / "report").rglob("*.jpg"))
+    moved = tmp_path / "moved_work"
+    shutil.copytree(work, moved)  # a work_dir of another run, recognised by its marker wherever it is
+    shutil.move(moved, images / "sub" / "old_work")
+    second = run_pipeline(config)
+    assert second.files == first.files == 6 and second.bad == 0
+    assert second.graph.similarity.select("from", "to").equals(first.graph.similarity.select("from", "to"))
+    assert discover_files(images) == [str(images / f"{i}.png") for i in range(6)]
+    with pytest.raises(InputError, match="is a dup_pipeline work_dir"):
+        discover_files(work)
+
+
+def test_unreadable_sub_folder_is_a_bad_entry_with_its_reason(tmp_path):
+    images = tmp_path / "images"
+    save_image(images / "a.png", noise_image(1))
+    save_image(images / "locked" / "b.png", noise_image(2))
+    os.chmod(images / "locked", 0)
+    drop = []
+    if os.geteuid() == 0:  # root reads every folder: run the command without its override capabilities
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot make a folder unreadable to the run")
+        drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    command = [*drop, sys.executable, "-c", "from dup_pipeline.cli import main; main()",
+               "run", str(images), str(tmp_path / "w"), "--stats-only", "--quiet"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        os.chmod(images / "locked", 0o755)
+    assert done.returncode == 0, done.stderr
+    assert "files: 2, good images: 1, bad files: 1" in done.stdout
+    assert "bad files by reason: unreadable_folder=1" in done.stdout
+    bad = pl.read_parquet(tmp_path / "w" / "bad_files.parquet")
+    assert bad["filename"].to_list() == [str(images / "locked")]
+    assert bad["error_code"].to_list() == ["unreadable_folder"]
+    assert "Permission denied" in bad["detail"][0]
