@@ -38,6 +38,20 @@ def check_range_size(range_size: int) -> int:
     return range_size
 
 
+def check_offsets(min_offset: int, max_offset: int | None) -> None:
+    """Validate fastdup's ``min_offset``/``max_offset`` (indexes ``min_offset <= i < max_offset``;
+    ``max_offset`` None or negative processes to the end)."""
+    if isinstance(min_offset, bool) or not isinstance(min_offset, int) or min_offset < 0:
+        raise ConfigError(f"min_offset must be an integer >= 0, got {min_offset!r}")
+    if max_offset is None or (isinstance(max_offset, int) and not isinstance(max_offset, bool) and max_offset < 0):
+        return
+    if isinstance(max_offset, bool) or not isinstance(max_offset, int):
+        raise ConfigError(f"max_offset must be an integer (-1 or None: to the end), got {max_offset!r}")
+    if max_offset <= min_offset:
+        raise ConfigError(f"max_offset ({max_offset}) must be greater than min_offset ({min_offset}): the run "
+                          "processes manifest indexes min_offset <= i < max_offset (max_offset -1: to the end)")
+
+
 def offset_ranges(n_rows: int, range_size: int = DEFAULT_RANGE_SIZE) -> list[OffsetRange]:
     """The nominal ranges covering manifest indexes ``0 .. n_rows-1``."""
     check_range_size(range_size)

@@ -6,8 +6,11 @@ import faiss
 import numpy as np
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
 import dup_pipeline as fastdup
+from dup_pipeline.cli import main
+from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.graph import outliers
 from dup_pipeline.core.inputs import discover_files
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
@@ -88,3 +91,20 @@ def test_csv_list_with_byte_order_mark_and_path_header(tmp_path):
     listing = tmp_path / "list.csv"
     listing.write_text("\ufeffpath,label\nimages/img_00.png,a\nimages/img_01.png,b\n", encoding="utf-8")
     assert discover_files(listing) == [str(tmp_path / "images" / "img_00.png"), str(tmp_path / "images" / "img_01.png")]
+
+
+def test_min_offset_above_max_offset_is_refused_before_any_work(tmp_path):
+    _images(tmp_path / "images", 3)
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "images"), str(tmp_path / "w"), "--stats-only",
+                                       "--quiet", "--min-offset", "5", "--max-offset", "2"])
+    assert result.exit_code == 2, result.output
+    assert "max_offset (2) must be greater than min_offset (5)" in result.output
+    assert not (tmp_path / "w" / "manifest.parquet").exists()
+    with pytest.raises(ConfigError, match="max_offset \\(3\\) must be greater than min_offset \\(3\\)"):
+        run_pipeline(PipelineConfig(tmp_path / "images", str(tmp_path / "w"), report=False), min_offset=3,
+                     max_offset=3, features=False)
+    with pytest.raises(ConfigError, match="min_offset must be an integer >= 0"):
+        run_pipeline(PipelineConfig(tmp_path / "images", str(tmp_path / "w"), report=False), min_offset=-1)
+    summary = run_pipeline(PipelineConfig(tmp_path / "images", str(tmp_path / "w"), report=False), min_offset=1,
+                           max_offset=-1, features=False)
+    assert summary.files == 3
