@@ -30,7 +30,7 @@ ACCEPTED = (
     "nearest_neighbors_k", "d", "run_mode", "nn_provider", "min_offset", "max_offset", "faiss_mode", "faiss_param",
     "nnf_mode", "nnf_param", "bounding_box", "batch_size", "resume", "high_accuracy", "ccthreshold", "cc_threshold",
     "run_cc", "run_pagerank", "run_degree", "run_stats_only", "overwrite", "annotations", "model_output",
-    "normalization", "range_size", "labels_from_folders", "run_sentry", "data_type", "print_summary",
+    "normalization", "range_size", "labels_from_folders", "run_sentry", "data_type", "print_summary", "input_size",
 )
 
 
@@ -117,7 +117,8 @@ def translate(input_dir: InputSpec, work_dir: str, kwargs: dict[str, Any]) -> Ru
         decode=DecodeSettings(min_side=min_side),
         model=ModelConfig(
             model_path=model_path, output_name=kwargs.get("model_output"),
-            normalization=kwargs.get("normalization"), bounding_box=kwargs.get("bounding_box") or None,
+            normalization=kwargs.get("normalization"), input_size=kwargs.get("input_size"),
+            bounding_box=kwargs.get("bounding_box") or None,
             batch_size=_int("batch_size", kwargs.get("batch_size") or 32), compute=compute,
         ),
         graph=GraphConfig(

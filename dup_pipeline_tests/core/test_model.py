@@ -8,6 +8,7 @@ from onnx import TensorProto, helper
 from dup_pipeline.core.embed.model import Embedder, inspect_model
 from dup_pipeline.core.errors import ModelError
 from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, run_pipeline
+from dup_pipeline.fastdup_compat.params import translate
 from dup_pipeline_tests.conftest import noise_image, save_image
 
 
@@ -57,6 +58,9 @@ def test_dynamic_input_size_needs_input_size_which_exists(tmp_path):
     for bad in ("20", "0,24", "a,b", (20, -1), (20.5, 24)):
         with pytest.raises(ValueError, match="input_size must be HEIGHT,WIDTH"):
             ModelConfig(model_path=str(model), input_size=bad)
+    request = translate(_images(tmp_path / "images", 3), str(tmp_path / "work"),
+                        {"model_path": str(model), "normalization": "raw", "input_size": "20,24"})  # fd.run's
+    assert run_pipeline(request.config).features.matrix.shape == (3, 3)
 
 
 def test_nan_model_fails_at_the_probe(tmp_path):
