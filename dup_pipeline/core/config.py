@@ -11,13 +11,106 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from dup_pipeline.core.embed.crop import CropBox
+from dup_pipeline.core.embed.effnet_lite0 import imagenet_class_names
+from dup_pipeline.core.embed.model import (
+    DEFAULT_MODEL,
+    INT8_MODEL,
+    Embedder,
+    ModelSpec,
+    default_model_spec,
+    inspect_model,
+    parse_input_size,
+)
+from dup_pipeline.core.embed.quantized import int8_model_spec
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.inputs import InputSpec
-from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig
+from dup_pipeline.core.label_issues import LabelConfig
+from dup_pipeline.core.range_scan import FeatureSettings, features_tag
+from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE, check_range_size
 from dup_pipeline.core.scan import DecodeSettings
 from dup_pipeline.core.similarity import DISTANCES, GraphConfig
+from dup_pipeline.core.threads import resolve_threads
 
 COMPUTE = ("cpu", "gpu")
+BUILT_IN_MODELS = {
+    None: default_model_spec,
+    "": default_model_spec,
+    DEFAULT_MODEL: default_model_spec,
+    INT8_MODEL: int8_model_spec,
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model embeds the images: ``efficientnet_lite0`` (default), ``efficientnet_lite0_int8``
+    (about 2x faster, opt-in) or any ONNX image model file."""
+
+    model_path: str | None = DEFAULT_MODEL
+    output_name: str | None = None
+    normalization: str | None = None
+    input_size: tuple[int, int] | None = None
+    bounding_box: str | None = None
+    batch_size: int = 32
+    compute: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.compute not in COMPUTE:
+            raise ConfigError(f"compute must be one of {', '.join(COMPUTE)}, got {self.compute!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.bounding_box:
+            CropBox.parse(self.bounding_box)
+        if self.input_size is not None:
+            object.__setattr__(self, "input_size", parse_input_size(self.input_size))
+
+    def spec(self) -> ModelSpec:
+        """The model to run: a built-in name (converted and cached on first use) or an ONNX file."""
+        if self.model_path in BUILT_IN_MODELS:
+            if self.output_name or self.normalization or self.input_size:
+                raise ConfigError(f"model_output, normalization and input_size apply to an ONNX model file, not to the "
+                                 f"built-in model {self.model_path!r}")
+            return BUILT_IN_MODELS[self.model_path]()
+        return inspect_model(self.model_path, self.output_name, self.normalization or "imagenet", self.input_size)
+
+    def features_tag(self, decode: DecodeSettings) -> str:
+        """What a range's embeddings depend on (to tell stale ranges without loading the model)."""
+        return features_tag(self.spec(), CropBox.parse(self.bounding_box) if self.bounding_box else None, decode)
+
+    def feature_settings(self, num_threads: int | None = None) -> FeatureSettings:
+        """Load the model; the crop and batch size come along."""
+        crop = CropBox.parse(self.bounding_box) if self.bounding_box else None
+        return FeatureSettings(Embedder(self.spec(), num_threads, gpu=self.compute == "gpu"), crop, self.batch_size)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return imagenet_class_names() if self.model_path in BUILT_IN_MODELS else None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a run needs; invalid values raise ``ConfigError`` naming the parameter."""
+
+    input: InputSpec
+    work_dir: str
+    range_size: int = DEFAULT_RANGE_SIZE
+    num_threads: int = -1
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    labels: Any = None
+    labels_from_folders: bool = False
+    label_config: LabelConfig = field(default_factory=LabelConfig)
+    report: bool = True
+
+    def __post_init__(self) -> None:
+        check_range_size(self.range_size)
+        if not isinstance(self.num_threads, int) or self.num_threads == 0 or self.num_threads < -1:
+            raise ConfigError(f"num_threads must be -1 (all cores) or a positive integer, got {self.num_threads!r}")
+
+    @property
+    def threads(self) -> int:
+        return resolve_threads(self.num_threads)
 
 
 def _default(owner: type, name: str) -> Any:
@@ -47,6 +140,8 @@ class Settings:
     normalization: str | None = _option(ModelConfig, "normalization",
                                         "Input normalization of an ONNX model_path: imagenet (default), "
                                         "efficientnet, unit, symmetric, raw or 'mean=R,G,B;std=R,G,B'.")
+    input_size: str | None = _option(ModelConfig, "input_size", "HEIGHT,WIDTH fed to an ONNX model_path whose "
+                                     "graph does not fix its input size (e.g. 224,224).")
     bounding_box: str | None = _option(ModelConfig, "bounding_box",
                                        "Crop before embedding: 'row_y=,col_x=,height=,width='.")
     batch_size: int = _option(ModelConfig, "batch_size", "Images per model call.")
@@ -85,8 +180,8 @@ class Settings:
             input=input, work_dir=str(work_dir), range_size=self.range_size, num_threads=self.num_threads,
             decode=DecodeSettings(max_pixels=self.max_pixels, min_side=self.min_side),
             model=ModelConfig(model_path=self.model_path, output_name=self.model_output,
-                              normalization=self.normalization, bounding_box=self.bounding_box,
-                              batch_size=self.batch_size, compute=self.compute),
+                              normalization=self.normalization, input_size=self.input_size,
+                              bounding_box=self.bounding_box, batch_size=self.batch_size, compute=self.compute),
             graph=GraphConfig(faiss_mode=self.faiss_mode, faiss_param=self.faiss_param, distance=self.distance,
                               nearest_neighbors_k=self.nearest_neighbors_k, threshold=self.threshold,
                               ccthreshold=self.ccthreshold, lower_threshold=self.lower_threshold,
