@@ -21,6 +21,7 @@ from dup_pipeline.core.range_scan import is_range_current, range_rows, scan_rang
 from dup_pipeline.core.ranges import OffsetRange, offset_ranges
 from dup_pipeline.core.similarity import cross_similarity
 from dup_pipeline.core.workdir import WorkDir
+from dup_pipeline.dagster_defs.locking import holding_work_dir
 from dup_pipeline.dagster_defs.checks import blocking_failures, evaluate_checks
 from dup_pipeline.dagster_defs.resources import DatasetResource
 from dup_pipeline.dagster_defs.scan_assets import (
@@ -49,6 +50,7 @@ def build_audit_job(dataset: str, compare_to: str | None = None) -> dg.JobDefini
 
     @dg.op(name=f"{dataset}_audit_manifest", required_resource_keys={key},
            out={"ranges": dg.DynamicOut(str), "files": dg.Out(int)})
+    @holding_work_dir(dataset)
     def refresh_manifest(context: dg.OpExecutionContext):
         """Update the manifest, register partitions, and emit the ranges whose outputs are stale."""
         ds = dataset_resource(context, dataset)
@@ -68,6 +70,7 @@ def build_audit_job(dataset: str, compare_to: str | None = None) -> dg.JobDefini
         yield dg.Output(manifest.height, output_name="files")
 
     @dg.op(name=f"{dataset}_audit_scan_range", required_resource_keys={key})
+    @holding_work_dir(dataset, shared=True)
     def scan_one_range(context: dg.OpExecutionContext, range_key: str):
         """Decode one range once: bad files, statistics, embeddings (unchanged files reused)."""
         ds = dataset_resource(context, dataset)
@@ -84,6 +87,7 @@ def build_audit_job(dataset: str, compare_to: str | None = None) -> dg.JobDefini
         yield dg.Output(range_key)
 
     @dg.op(name=f"{dataset}_audit_finish", required_resource_keys=finish_keys)
+    @holding_work_dir(dataset)
     def finish_audit(context: dg.OpExecutionContext, scanned: list[str], files: int):
         """Dataset tables, feature matrix, similarity stage, labels, cross similarity, checks and the summary."""
         ds = dataset_resource(context, dataset)

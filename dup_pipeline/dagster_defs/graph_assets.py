@@ -16,6 +16,7 @@ from dup_pipeline.core.similarity import (
     write_ranks,
     write_similarity,
 )
+from dup_pipeline.dagster_defs.locking import holding_work_dir
 from dup_pipeline.dagster_defs.checks import images_in_pairs
 from dup_pipeline.dagster_defs.metadata import file_metadata, markdown_table
 from dup_pipeline.dagster_defs.scan_assets import OWNERS, dataset_resource, resource_key
@@ -57,6 +58,7 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
     @dg.asset(key=index_key, deps=[matrix_key], kinds={"faiss"}, **common,
               description="faiss index over the feature matrix (faiss.index): built with index_factory(faiss_mode), "
               "extended in place when images are appended, rebuilt when features or parameters change.")
+    @holding_work_dir(dataset)
     def faiss_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         config, work, _, features = inputs(context)
         if empty := skipped(context, features, work.faiss_index, work.index_meta, work.knn_meta, vectors=0,
@@ -76,6 +78,7 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
               description="Pairs of similar images (similarity >= threshold), each pair once, most similar first: "
               "similarity.csv (from,to,distance; fastdup's shape) and similarity.parquet (with file names). "
               "Byte-identical files are always included.")
+    @holding_work_dir(dataset)
     def similarity(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         config, work, manifest, features, knn = neighbours(context)
         pairs = write_similarity(work, manifest, knn, config.graph)
@@ -88,6 +91,7 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
     @dg.asset(key=[dataset, "outliers"], deps=[index_key], kinds={"parquet", "csv"}, **common,
               description="Images whose nearest neighbour is weakest (lowest lower_threshold fraction), one row per "
               "image: outliers.csv (outlier,nearest,distance) and outliers.parquet.")
+    @holding_work_dir(dataset)
     def outliers(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         config, work, manifest, features, knn = neighbours(context)
         out = write_outliers(work, manifest, knn, config.graph)
@@ -97,6 +101,7 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
     @dg.asset(key=[dataset, "components"], deps=[similarity_key], kinds={"scipy", "csv"}, **common,
               description="Connected components of the graph of pairs >= ccthreshold, verified with exact "
               "similarities (min_exact_similarity): connected_components.csv and components_info.csv.")
+    @holding_work_dir(dataset)
     def components(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         config, work, manifest, features, knn = neighbours(context)
         if empty := skipped(context, features, work.components_csv, work.components_info_csv,
@@ -112,6 +117,7 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
 
     @dg.asset(key=[dataset, "pagerank_degree"], deps=[similarity_key], kinds={"scipy", "parquet"}, **common,
               description="PageRank and degree of every image in the similarity graph (pagerank_degree.parquet).")
+    @holding_work_dir(dataset)
     def pagerank_degree(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         config, work, manifest, features, knn = neighbours(context)
         if empty := skipped(context, features, work.ranks_parquet):
@@ -131,6 +137,7 @@ def build_graph_assets(dataset: str, compare_to: str | None = None) -> list[dg.A
                   required_resource_keys={key, other_key},
                   description=f"Images of {dataset} that duplicate or nearly duplicate images of {compare_to} "
                   "(run mode 3, the train/test leakage check): cross_similarity.csv in this dataset's work_dir.")
+        @holding_work_dir(dataset)
         def cross(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             config, work, _, features = inputs(context)
             reference = dataset_resource(context, compare_to)

@@ -11,6 +11,7 @@ from dup_pipeline.core.label_issues import (
 )
 from dup_pipeline.core.pipeline import store_labels
 from dup_pipeline.core.similarity import GRAPH_VERSION, find_neighbours
+from dup_pipeline.dagster_defs.locking import holding_work_dir
 from dup_pipeline.dagster_defs.metadata import file_metadata, markdown_table
 from dup_pipeline.dagster_defs.scan_assets import OWNERS, dataset_resource, resource_key
 
@@ -25,6 +26,7 @@ def build_label_assets(dataset: str) -> list[dg.AssetsDefinition]:
               description="For every labeled image, how likely its label is wrong (similarity-weighted vote of its "
               "neighbours' labels), the suggested label and a status (ok / wrong / ambiguous / unsupported): "
               "label_issues.parquet, mislabels.csv (wrong, highest score first), label_conflicts.csv.")
+    @holding_work_dir(dataset)
     def label_issues(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         ds = dataset_resource(context, dataset)
         config, work = ds.pipeline_config(), ds.workdir()
@@ -49,6 +51,7 @@ def build_label_assets(dataset: str) -> list[dg.AssetsDefinition]:
               kinds={"csv"}, **common,
               description="Near-duplicate pairs whose images are in different splits (e.g. a test image that "
               "copies a training image) and components spanning splits: leakage.csv, leakage_components.parquet.")
+    @holding_work_dir(dataset)
     def leakage(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         ds = dataset_resource(context, dataset)
         work = ds.workdir()

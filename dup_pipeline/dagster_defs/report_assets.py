@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from dup_pipeline.core.report.report import build_report, report_markdown
+from dup_pipeline.dagster_defs.locking import holding_work_dir
 from dup_pipeline.dagster_defs.metadata import file_metadata
 from dup_pipeline.dagster_defs.scan_assets import OWNERS, dataset_resource, resource_key
 
@@ -18,6 +19,7 @@ def build_report_asset(dataset: str, has_labels: bool) -> dg.AssetsDefinition:
               description="HTML report: an overview page with summary counts linking galleries of duplicates, "
               "outliers, groups, similar images, dark/bright/blurry images, likely wrong labels, bad files and "
               "leakage (self-contained pages with inline thumbnails; file names escaped).")
+    @holding_work_dir(dataset)
     def report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         work = dataset_resource(context, dataset).workdir()
         labels = pl.read_parquet(work.labels_parquet) if work.labels_parquet.exists() else None

@@ -21,6 +21,7 @@ from dup_pipeline.core.range_scan import (
 )
 from dup_pipeline.core.ranges import OffsetRange, offset_ranges
 from dup_pipeline.core.tables import bad_reason_counts, combine_scans
+from dup_pipeline.dagster_defs.locking import holding_work_dir
 from dup_pipeline.dagster_defs.metadata import file_metadata, markdown_table
 from dup_pipeline.dagster_defs.resources import DatasetResource
 
@@ -73,6 +74,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
         description="Every input file with a stable index, size, modification time and content hash "
         "(BLAKE2b-128). Append-only across reruns; registers the offset-range partitions.",
     )
+    @holding_work_dir(dataset)
     def file_manifest(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         ds = dataset_resource(context, dataset)
         ds.ensure_input()
@@ -121,6 +123,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
         can_subset=True,
         required_resource_keys={key},
     )
+    @holding_work_dir(dataset, shared=True)
     def scan_offset_range(context: dg.AssetExecutionContext):
         """Decode each file of the range once; unchanged files are reused from the previous scan."""
         ds = dataset_resource(context, dataset)
@@ -180,6 +183,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
         can_subset=True,
         required_resource_keys={key},
     )
+    @holding_work_dir(dataset)
     def dataset_tables(context: dg.AssetExecutionContext):
         """Assemble the per-range outputs into dataset-wide tables."""
         ds = dataset_resource(context, dataset)
@@ -223,6 +227,7 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
         description="The dataset's embeddings in manifest order, memory-mapped: fastdup's features.dat "
         "(raw float32, rows x dim) + features.dat.csv (index,filename), features.parquet (with top class).",
     )
+    @holding_work_dir(dataset)
     def feature_matrix(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         ds = dataset_resource(context, dataset)
         config = ds.pipeline_config()

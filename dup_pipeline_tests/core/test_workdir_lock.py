@@ -8,11 +8,14 @@ import sys
 import threading
 import time
 
+import dagster as dg
 import pytest
 
 from dup_pipeline.core.errors import WorkDirError
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline, update_manifest
 from dup_pipeline.core.workdir import WorkDir
+from dup_pipeline.dagster_defs.resources import DatasetResource
+from dup_pipeline.dagster_defs.scan_assets import build_scan_assets, resource_key
 from dup_pipeline_tests.conftest import noise_image, save_image
 
 HOLDER = """
@@ -114,3 +117,25 @@ def test_lock_is_reentrant_within_a_process(tmp_path):
                                 capture_output=True, text=True, timeout=60)
         assert holder.returncode == 1 and "in use by another run" in holder.stderr
     assert work.lock_file.read_text() == ""
+
+
+def test_dagster_steps_wait_for_another_run_and_range_steps_share_the_lock(tmp_path):
+    images, work = tmp_path / "images", tmp_path / "work"
+    _images(images)
+    assets = build_scan_assets("lk")
+    resources = {resource_key("lk"): DatasetResource(input_dir=str(images), work_dir=str(work), range_size=5)}
+    instance = dg.DagsterInstance.ephemeral()
+    holder = _holder(work)  # e.g. a command-line run writing this work_dir
+    threading.Timer(2.0, holder.stdin.close).start()
+    started = time.monotonic()
+    manifest_run = dg.materialize([assets[0]], resources=resources, instance=instance)
+    assert manifest_run.success and time.monotonic() - started >= 2.0  # waited for it, did not fail
+    holder.wait()
+    logs = [e.user_message for e in instance.all_logs(manifest_run.run_id)]
+    assert any("waiting for work_dir" in m and f"pid {holder.pid}@" in m for m in logs)
+    sharing = _holder(work, shared=True)  # another range step: both scan at once
+    scan_run = dg.materialize(assets, selection=[dg.AssetKey(["lk", "image_stats"])], partition_key="0-4",
+                              resources=resources, instance=instance)
+    assert scan_run.success
+    assert not any("waiting for work_dir" in e.user_message for e in instance.all_logs(scan_run.run_id))
+    sharing.communicate("")
