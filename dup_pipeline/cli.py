@@ -142,7 +142,8 @@ def report(work_dir: Path, save_dir: Path | None, num_images: int) -> None:
     """(Re)write the HTML report of WORK_DIR: every gallery and an index page."""
     work = WorkDir(work_dir)
     labels = pl.read_parquet(work.labels_parquet) if work.labels_parquet.exists() else None
-    click.echo(f"report: {build_report(work, save_dir, labels=labels, num_images=num_images).index_path}")
+    with _reported_errors(), work.locked():  # not while a run writes this work_dir
+        click.echo(f"report: {build_report(work, save_dir, labels=labels, num_images=num_images).index_path}")
 
 
 @main.command("make-demo")

@@ -56,6 +56,8 @@ def test_second_run_is_refused_naming_the_holder_and_keeps_its_temp_files(tmp_pa
     assert "in use by another run" in done.stderr and f"pid {holder.pid}@{socket.gethostname()}" in done.stderr
     assert "Traceback" not in done.stderr
     assert in_flight.exists() and not (work / "manifest.parquet").exists()
+    report = _cli("report", str(work))  # nor is the report rewritten while a run writes
+    assert report.returncode == 1 and f"pid {holder.pid}@" in report.stderr
     holder.communicate("")  # the first run ends and releases the lock
     assert WorkDir(work).lock_file.read_text() == ""
     done = _cli("run", str(images), str(work), "--stats-only", "--quiet")
