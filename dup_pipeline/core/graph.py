@@ -18,12 +18,13 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
+from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.index import pairwise_similarity
 
 
 def _check_knn(sims: np.ndarray, ids: np.ndarray) -> None:
     if sims.ndim != 2 or sims.shape != ids.shape:
-        raise ValueError(f"sims and ids must be 2-D arrays of equal shape, got {sims.shape} and {ids.shape}")
+        raise ConfigError(f"sims and ids must be 2-D arrays of equal shape, got {sims.shape} and {ids.shape}")
 
 
 def _valid_neighbours(sims: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +73,7 @@ def knn_pairs(
     """
     _check_knn(sims, ids)
     if not np.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number, got {threshold}")
+        raise ConfigError(f"threshold must be a finite number, got {threshold}")
     rows, keep = _valid_neighbours(sims, ids)
     keep &= sims >= threshold
     a, b, dist = rows[keep], ids[keep], sims[keep].astype(np.float32)
@@ -98,7 +99,7 @@ def outliers(sims: np.ndarray, ids: np.ndarray, lower_threshold: float = 0.05) -
     """
     _check_knn(sims, ids)
     if not 0.0 <= lower_threshold <= 1.0:
-        raise ValueError(f"lower_threshold must be a fraction in [0, 1], got {lower_threshold}")
+        raise ConfigError(f"lower_threshold must be a fraction in [0, 1], got {lower_threshold}")
     _, keep = _valid_neighbours(sims, ids)
     masked = np.where(keep, sims, -np.inf)
     best = masked.argmax(axis=1)
@@ -121,11 +122,11 @@ def outliers(sims: np.ndarray, ids: np.ndarray, lower_threshold: float = 0.05) -
 def _node_ids(nodes: int | np.ndarray) -> np.ndarray:
     if isinstance(nodes, (int, np.integer)):
         if nodes < 0:
-            raise ValueError(f"nodes must be a count >= 0 or an array of unique ids, got {nodes}")
+            raise ConfigError(f"nodes must be a count >= 0 or an array of unique ids, got {nodes}")
         return np.arange(nodes, dtype=np.int64)
     node_ids = np.asarray(nodes, dtype=np.int64)
     if node_ids.ndim != 1 or len(np.unique(node_ids)) != len(node_ids):
-        raise ValueError("nodes must be a count or a 1-D array of unique ids")
+        raise ConfigError("nodes must be a count or a 1-D array of unique ids")
     return node_ids
 
 
@@ -135,7 +136,7 @@ def _edges(
     """Unique undirected edges with distance >= threshold, as positions into ``node_ids``."""
     missing = {"from", "to", "distance"} - set(pairs.columns)
     if missing:
-        raise ValueError(f"pairs must have columns from, to, distance; missing {sorted(missing)}")
+        raise ConfigError(f"pairs must have columns from, to, distance; missing {sorted(missing)}")
     edges = (
         pairs.lazy()
         .filter((pl.col("distance") >= threshold) & (pl.col("from") != pl.col("to")))
@@ -155,7 +156,7 @@ def _edges(
         values = edges[column].to_numpy()
         pos = np.minimum(np.searchsorted(sorted_ids, values), max(len(sorted_ids) - 1, 0))
         if len(values) and (len(sorted_ids) == 0 or not np.array_equal(sorted_ids[pos], values)):
-            raise ValueError("pairs reference ids that are not in nodes")
+            raise ConfigError("pairs reference ids that are not in nodes")
         positions.append(order[pos])
     return positions[0], positions[1], edges["distance"].to_numpy().astype(np.float64)
 
@@ -204,7 +205,7 @@ def connected_components(
     """
     node_ids = _node_ids(nodes)
     if max_exact < 2:
-        raise ValueError(f"max_exact must be >= 2, got {max_exact}")
+        raise ConfigError(f"max_exact must be >= 2, got {max_exact}")
     src, dst, dist = _edges(pairs, node_ids, ccthreshold)
     n = len(node_ids)
     adjacency = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
@@ -231,7 +232,7 @@ def connected_components(
     cc = pl.DataFrame({"__id": node_ids}).hstack(info[labels])
     if features is not None:
         if len(features) != n:
-            raise ValueError(f"features must have one row per node ({n}), got {len(features)}")
+            raise ConfigError(f"features must have one row per node ({n}), got {len(features)}")
         exact, sampled = _min_exact_similarity(features, labels, distance, max_exact)
         info = info.with_columns(
             pl.Series("min_exact_similarity", exact, nan_to_null=True), pl.Series("exact_sampled", sampled)
@@ -272,11 +273,11 @@ def pagerank_degree(
     """
     node_ids = _node_ids(nodes)
     if threshold <= 0:
-        raise ValueError(f"threshold must be > 0 (edge weights are similarities), got {threshold}")
+        raise ConfigError(f"threshold must be > 0 (edge weights are similarities), got {threshold}")
     if not 0 < damping < 1:
-        raise ValueError(f"damping must be in (0, 1), got {damping}")
+        raise ConfigError(f"damping must be in (0, 1), got {damping}")
     if tol <= 0 or max_iter < 1:
-        raise ValueError(f"tol must be > 0 and max_iter >= 1, got tol={tol}, max_iter={max_iter}")
+        raise ConfigError(f"tol must be > 0 and max_iter >= 1, got tol={tol}, max_iter={max_iter}")
     src, dst, dist = _edges(pairs, node_ids, threshold)
     n = len(node_ids)
     both = (np.concatenate([src, dst]), np.concatenate([dst, src]))
