@@ -122,7 +122,7 @@ class Fastdup:
             return 1
         self.run_summary, self._request, self._searcher, self.error = summary, request, None, None
         write_fastdup_files(self.work, self._names, self._paths_in_csv)
-        write_config(self.work, self.input_dir, request.config)
+        write_config(self.work, self.input_dir, request.config, request.test_input)
         if request.test_input is not None:
             self._write_test_similarity()
         for line in summary.lines():
@@ -146,6 +146,10 @@ class Fastdup:
         if self._paths_in_csv:
             cross = cross.select(pl.col("filename_from").alias("from"), pl.col("filename_to").alias("to"), "distance")
         write_csv(cross.select("from", "to", "distance"), self.work.similarity_csv)
+
+    def _has_test_set(self) -> bool:
+        """Whether the last run was a ``test_dir`` run (its pairs are test → train)."""
+        return (self.work.root / CONFIG).exists() and read_config(self.work).get("test_dir") is not None
 
     def _test_pairs(self) -> pl.DataFrame:
         """Cross pairs with test ids after the training ids (``from`` = training manifest size + test index)."""
@@ -187,7 +191,7 @@ class Fastdup:
 
     def similarity(self, data: bool = True, split: str | list[str] | None = None) -> pd.DataFrame:
         """``from, to, distance, filename_from, filename_to`` (+ ``label_from, split_from, label_to, split_to``)."""
-        if self._request is not None and self._request.test_input is not None:
+        if self._has_test_set():
             df = self._test_pairs()
         else:
             df = self._named(self._read(self.work.similarity_parquet))

@@ -75,9 +75,12 @@ def write_fastdup_files(work: WorkDir, names: Rename, paths_in_csv: bool) -> Non
                              "distance"), work.similarity_csv)
 
 
-def write_config(work: WorkDir, input_dir: Any, config: PipelineConfig) -> None:
+def write_config(work: WorkDir, input_dir: Any, config: PipelineConfig, test_dir: Any = None) -> None:
     """fastdup's ``config.json``: the run's input and settings (what ``fd.config`` and ``summary`` read)."""
-    write_json({"input_dir": input_dir if isinstance(input_dir, (list, tuple)) else str(input_dir),
+    def shown(source: Any) -> Any:
+        return source if source is None or isinstance(source, (list, tuple)) else str(source)
+
+    write_json({"input_dir": shown(input_dir), "test_dir": shown(test_dir),
                 "work_dir": str(work.root), "model_path": config.model.model_path,
                 **dataclasses.asdict(config.graph)}, work.root / CONFIG)
 
@@ -95,11 +98,12 @@ def remove_fastdup_files(work: WorkDir) -> None:
         (work.root / name).unlink(missing_ok=True)
 
 
-def load_binary_feature(filename: str | os.PathLike[str], d: int = 576) -> tuple[list[str], np.ndarray]:
+def load_binary_feature(filename: str | os.PathLike[str], d: int | None = None) -> tuple[list[str], np.ndarray]:
     """fastdup's ``load_binary_feature``: ``(file names, n x d float32 matrix)`` of a features file or work_dir.
 
-    A work_dir reads ``atrain_features.dat`` (or our ``features.dat``). ``d`` must match the file; the
-    default model's vectors are 1280 wide (fastdup's 576 is its closed model's width).
+    A work_dir reads ``atrain_features.dat`` (or our ``features.dat``). ``d`` defaults to the file's
+    width (the default model's vectors are 1280 wide; fastdup's default 576 is its closed model's);
+    a ``d`` that does not match the file is an error.
     """
     path = Path(filename)
     if path.is_dir():
@@ -110,7 +114,8 @@ def load_binary_feature(filename: str | os.PathLike[str], d: int = 576) -> tuple
     files = pd.read_csv(csv)["filename"].tolist()
     matrix = np.fromfile(path, dtype="<f4")
     if not files:
-        return [], matrix.reshape(0, d)
+        return [], matrix.reshape(0, d or 0)
+    d = d or matrix.size // len(files)
     if matrix.size != len(files) * d:
         raise ConfigError(f"d={d} does not match {path}: {matrix.size} floats for {len(files)} files "
                           f"(d={matrix.size // len(files)})")
