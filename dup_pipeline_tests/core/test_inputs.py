@@ -151,3 +151,11 @@ def test_unreadable_sub_folder_is_a_bad_entry_with_its_reason(tmp_path):
     assert bad["filename"].to_list() == [str(images / "locked")]
     assert bad["error_code"].to_list() == ["unreadable_folder"]
     assert "Permission denied" in bad["detail"][0]
+
+
+def test_report_thumbnail_of_a_fifo_is_a_placeholder_without_hanging(tmp_path):
+    os.mkfifo(tmp_path / "x.jpg")  # e.g. an image replaced by a pipe after the scan
+    code = "import sys; from dup_pipeline.core.report.thumbnails import load_thumb; print(load_thumb(sys.argv[1]).jpeg)"
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.jpg")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "None", done.stderr

@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 
 from dup_pipeline.core.atomic import atomic_path
 from dup_pipeline.core.decode import to_rgb
+from dup_pipeline.core.inputs import open_input_file
 
 THUMB_SIDE = 180
 _QUALITY = 82
@@ -46,7 +47,7 @@ class Thumb:
 
 def _render(path: str, max_side: int) -> Thumb:
     size = os.stat(path).st_size
-    with Image.open(path) as img:
+    with open_input_file(path) as handle, Image.open(handle) as img:  # never a FIFO or device
         width, height = img.size
         if img.format == "JPEG":
             img.draft("RGB", (max_side * 2, max_side * 2))
