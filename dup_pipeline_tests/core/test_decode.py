@@ -40,9 +40,9 @@ def test_bad_png_crc_is_corrupt(tmp_path):
     assert reason(path) == "corrupt"
 
 
-def test_unreadable(tmp_path):
+def test_folder_is_not_a_regular_file(tmp_path):
     (tmp_path / "folder.jpg").mkdir()  # listed by a list file, but cannot be read as a file
-    assert reason(tmp_path / "folder.jpg") == "unreadable"
+    assert reason(tmp_path / "folder.jpg") == "not_a_regular_file"
 
 
 def test_modes_are_normalized_to_rgb(tmp_path):
