@@ -179,14 +179,31 @@ class Fastdup:
         path = self.work.labels_parquet
         return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=LABELS_SCHEMA)
 
-    def _with_labels(self, df: pl.DataFrame, id_columns: dict[str, str]) -> pl.DataFrame:
-        """Join ``label<suffix>`` and ``split<suffix>`` for each id column (``{id column: suffix}``)."""
+    def _instances(self) -> pl.DataFrame:
+        """fastdup's annotation columns per manifest index: ``error_code, filesize, is_valid, fd_index``
+        (+ ``label, split`` of a labelled run)."""
+        bad = self._read(self.work.bad_files_parquet).select("index", "error_code")
+        df = self._read(self.work.manifest).select("index", pl.col("size").alias("filesize")).join(
+            bad, on="index", how="left").select(
+            "index", pl.col("error_code").fill_null("VALID"), "filesize",
+            pl.col("error_code").is_null().alias("is_valid"), pl.col("index").alias("fd_index"))
         labels = self.labels()
-        if labels.is_empty():
-            return df
+        if not labels.is_empty():
+            df = df.join(labels.select("index", "label", "split"), on="index", how="left")
+        return df
+
+    def _with_labels(self, df: pl.DataFrame, id_columns: dict[str, str]) -> pl.DataFrame:
+        """Join fastdup's annotation columns with ``<suffix>`` for each id column (``{id column: suffix}``);
+        two id columns also get fastdup's ``index_x``/``index_y`` (its merge's copies of the ids)."""
+        instances = self._instances()
         for id_column, suffix in id_columns.items():
-            df = df.join(labels.select(pl.col("index").alias(id_column), pl.col("label").alias(f"label{suffix}"),
-                                       pl.col("split").alias(f"split{suffix}")), on=id_column, how="left")
+            columns = [c for c in instances.columns if c != "index" and c + suffix not in df.columns]
+            df = df.join(instances.select(pl.col("index").alias(id_column), *(pl.col(c).alias(c + suffix)
+                                                                            for c in columns)),
+                         on=id_column, how="left")
+        if len(id_columns) == 2:
+            first, second = id_columns
+            df = df.with_columns(pl.col(first).alias("index_x"), pl.col(second).alias("index_y"))
         return df
 
     def similarity(self, data: bool = True, split: str | list[str] | None = None) -> pd.DataFrame:
@@ -212,7 +229,7 @@ class Fastdup:
         """``filename, index, error_code, filesize, is_valid, detail``: every bad file with its reason."""
         df = self._named(self._read(self.work.bad_files_parquet))
         return df.select("filename", "index", "error_code", "filesize", pl.lit(False).alias("is_valid"),
-                         "detail").to_pandas()
+                         pl.col("index").alias("fd_index"), "detail").to_pandas()
 
     def img_stats(self, data: bool = True, split: str | list[str] | None = None) -> pd.DataFrame:
         """``index, img_w, img_h, unique, blur, mean, min, max, stdv, file_size, contrast, filename, …``
@@ -252,7 +269,8 @@ class Fastdup:
         bad = self._read(self.work.bad_files_parquet).select("index", "error_code")
         df = manifest.select(pl.col("path").alias("filename"), "index", "size", "content_hash").join(
             bad, on="index", how="left").with_columns(
-            pl.col("error_code").fill_null("VALID"), pl.col("error_code").is_null().alias("is_valid"))
+            pl.col("error_code").fill_null("VALID"), pl.col("error_code").is_null().alias("is_valid"),
+            pl.col("size").alias("filesize"), pl.col("index").alias("fd_index"))
         labels = self.labels()
         if not labels.is_empty():
             df = df.join(labels.select("index", "label", "split"), on="index", how="left")

@@ -114,7 +114,7 @@ class Visualizer:
                            num_images: int = 20, slice: Any = None, threshold: float | None = None,
                            show: bool = True, get_label_func: Any = None, **options: Any) -> pd.DataFrame:
         """Each image with its most similar images (``similarity.html``); returns the pairs drawn
-        (``from, to, distance, filename_from, filename_to``)."""
+        (``from, to, distance, filename_from, filename_to``, + ``label, label2`` with labels)."""
         options.pop("ascending", None)  # images with most neighbours come first
         labels = self._labels(label_col, get_label_func)
         keep = opt.pair_filter(labels, slice, "from", "to")
@@ -126,6 +126,10 @@ class Visualizer:
             pairs = keep(pairs)
         if threshold is not None:
             pairs = pairs.filter(pl.col("distance") >= threshold)
+        if labels is not None:  # fastdup's names for the two images' labels
+            for id_column, name in (("from", "label"), ("to", "label2")):
+                pairs = pairs.join(labels.select(pl.col("index").alias(id_column), pl.col("label").alias(name)),
+                                   on=id_column, how="left")
         return pairs.to_pandas()
 
     def label_gallery(self, save_path: str | Path | None = None, num_images: int = 20, show: bool = True,
