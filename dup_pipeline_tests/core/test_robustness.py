@@ -82,7 +82,8 @@ def test_overwrite_with_a_bad_parameter_keeps_the_outputs(tmp_path):
     _images(tmp_path / "images", 3)
     fd = fastdup.create(str(tmp_path / "w"), str(tmp_path / "images"))
     assert fd.run(run_stats_only=1) == 0
-    assert fd.run(overwrite=True, run_mode=9) == 1
+    with pytest.raises(ConfigError, match="run_mode"):  # a bad parameter raises before any work
+        fd.run(overwrite=True, run_mode=9)
     assert (tmp_path / "w" / "manifest.parquet").exists()
 
 
