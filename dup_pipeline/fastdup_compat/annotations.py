@@ -2,6 +2,7 @@
 
 fastdup's notebooks build file names as ``data_dir + name``: relative to the current directory.
 A name is resolved against the current directory first, then against the input folder.
+Object-detection annotations (box columns) are cropped by :mod:`dup_pipeline.fastdup_compat.boxes`.
 """
 
 import os
@@ -12,8 +13,8 @@ import pandas as pd
 
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.inputs import InputSpec
+from dup_pipeline.fastdup_compat.boxes import BOX_COLUMNS, box_columns
 
-BOX_COLUMNS = ("col_x", "row_y", "width", "height")
 
 
 def _resolve(name: str, input_dir: InputSpec) -> str:
@@ -42,12 +43,12 @@ def _as_frame(annotations: Any) -> pd.DataFrame:
 
 
 def prepare_annotations(annotations: Any, input_dir: InputSpec, subset: list[str] | None = None,
-                        ) -> tuple[InputSpec, pd.DataFrame | None]:
-    """``(files to analyse, labels)``: the input folder (or ``subset``) and ``filename,label,split`` rows.
+                        ) -> tuple[InputSpec, pd.DataFrame | None, pd.DataFrame | None]:
+    """``(files to analyse, labels, boxes)``: the input folder (or ``subset``), ``filename,label,split``
+    rows, and object-detection boxes (``filename, col_x, row_y, width, height`` + label/split) or None.
 
     Annotations without ``label`` and ``split`` (or a list of names) choose the files to analyse, as
-    in fastdup. Object-detection annotations (bounding boxes, several rows per file) raise
-    :class:`ConfigError`: dup_pipeline analyses whole images.
+    in fastdup. Several rows for one file without box columns are ambiguous: :class:`ConfigError`.
     """
     source: InputSpec = input_dir
     if subset is not None:
@@ -55,22 +56,22 @@ def prepare_annotations(annotations: Any, input_dir: InputSpec, subset: list[str
             raise ConfigError("subset must be a non-empty list of file names")
         source = [_resolve(str(f), input_dir) for f in subset]
     if annotations is None:
-        return source, None
+        return source, None, None
     df = _as_frame(annotations)
     if "filename" not in df.columns or df.empty:
         raise ConfigError(f"annotations need a non-empty 'filename' column; columns found: {list(df.columns)}")
-    boxes = [c for c in BOX_COLUMNS if c in df.columns]
-    if boxes or df["filename"].duplicated().any():
-        raise ConfigError(
-            "annotations look like object-detection annotations (" + (f"columns {boxes}" if boxes else
-            "several rows per file") + "): dup_pipeline analyses whole images, not boxes. Crop the boxes to "
-            "image files and annotate those, or pass one fixed crop with bounding_box='row_y=..,col_x=..,"
-            "height=..,width=..'")
     names = [_resolve(str(f), input_dir) for f in df["filename"]]
+    boxes = box_columns(df)
+    if boxes is not None:
+        return sorted(set(names)), None, boxes.assign(filename=names)
+    if df["filename"].duplicated().any():
+        repeated = sorted(set(df.loc[df["filename"].duplicated(), "filename"].astype(str)))[:5]
+        raise ConfigError(f"annotations list some files more than once (e.g. {repeated}) without box columns "
+                          f"{list(BOX_COLUMNS)}: give one row per image, or one row per box with its box")
     if not {"label", "split"} & set(df.columns):
-        return names, None
+        return names, None, None
     labels = pd.DataFrame({"filename": names})
     for column in ("label", "split"):
         if column in df.columns:
             labels[column] = df[column].astype(str).to_numpy()
-    return source, labels
+    return source, labels, None

@@ -20,6 +20,7 @@ from dup_pipeline.core.pipeline import ModelConfig, RunSummary, run_pipeline
 from dup_pipeline.core.search import ImageSearch, embed_files
 from dup_pipeline.core.workdir import WorkDir
 from dup_pipeline.fastdup_compat.annotations import prepare_annotations
+from dup_pipeline.fastdup_compat.boxes import crop_boxes, crop_names, remove_crops
 from dup_pipeline.fastdup_compat.cleanup import group_components
 from dup_pipeline.fastdup_compat.files import (
     ANNOTATIONS,
@@ -44,6 +45,7 @@ def clear_outputs(work: WorkDir) -> None:
         else:
             path.unlink(missing_ok=True)
     remove_fastdup_files(work)
+    remove_crops(work)
 
 
 def _is_relative(source: Any) -> bool:
@@ -103,16 +105,19 @@ class Fastdup:
         self.input_dir = input_dir if input_dir is not None else self.input_dir
         if self.input_dir is None:
             raise ConfigError("input_dir is required (fastdup.create(work_dir, input_dir) or run(input_dir=...))")
-        source, labels = prepare_annotations(annotations, self.input_dir, subset)
+        source, labels, boxes = prepare_annotations(annotations, self.input_dir, subset)
         request = translate(source, self.work_dir, {**kwargs, "annotations": labels})
         if overwrite:  # only once every parameter is known to be valid
             clear_outputs(self.work)
-        if labels is not None:  # a file: the label findings are redone exactly when its content changes
-            path = self.work.root / ANNOTATIONS
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_csv(pl.from_pandas(labels), path)
-            request = replace(request, config=replace(request.config, labels=str(path)))
         try:
+            if boxes is not None:  # object detection: each box becomes an image of its own
+                crops, labels = crop_boxes(boxes, self.work)
+                request = replace(request, config=replace(request.config, input=crops))
+            if labels is not None:  # a file: the label findings are redone exactly when its content changes
+                path = self.work.root / ANNOTATIONS
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_csv(pl.from_pandas(labels), path)
+                request = replace(request, config=replace(request.config, labels=str(path)))
             summary = self._execute(request)
         except (ConfigError, LabelsError):
             raise
@@ -165,8 +170,18 @@ class Fastdup:
         return paths.str.strip_prefix(self._cwd.rstrip(os.sep) + os.sep)
 
     def _named(self, df: pl.DataFrame) -> pl.DataFrame:
-        return df.with_columns(self._names(df[c]) for c in df.columns
-                               if c.startswith("filename") and df.schema[c] == pl.String)
+        """File names as fastdup shows them; in an object-detection run ``filename*`` is the image and
+        ``crop_filename*`` the box's crop."""
+        columns = [c for c in df.columns if c.startswith("filename") and df.schema[c] == pl.String]
+        crops = crop_names(self.work)
+        if crops is not None:
+            for column in columns:
+                suffix = column.removeprefix("filename")
+                df = df.rename({column: "crop_filename" + suffix}).join(
+                    crops.select(pl.col("crop_filename").alias("crop_filename" + suffix),
+                                 pl.col("filename").alias(column)), on="crop_filename" + suffix, how="left")
+                df = df.with_columns(self._names(df["crop_filename" + suffix]))
+        return df.with_columns(self._names(df[c]) for c in columns)
 
     def _read(self, path: Path) -> pl.DataFrame:
         if not path.exists():
@@ -303,7 +318,7 @@ class Fastdup:
             thresholds=(graph.get("threshold", 0.9), graph.get("ccthreshold", 0.9)),
             outliers=outliers, lower_threshold=graph.get("lower_threshold", 0.05), stats=stats,
             blur_threshold=blur_threshold, brightness_threshold=brightness_threshold,
-            darkness_threshold=darkness_threshold)
+            darkness_threshold=darkness_threshold, noun="images" if crop_names(self.work) is None else "objects")
         if verbose:
             print_summary(lines)
         return lines

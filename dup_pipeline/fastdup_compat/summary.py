@@ -12,11 +12,12 @@ def _pct(count: int, total: int) -> str:
 def summary_sentences(total: int, invalid: int, components: tuple[pd.DataFrame, pd.DataFrame] | None,
                       thresholds: tuple[float, float], outliers: pd.DataFrame | None, lower_threshold: float,
                       stats: pd.DataFrame | None, blur_threshold: float, brightness_threshold: float,
-                      darkness_threshold: float) -> list[str]:
-    """fastdup's sentences: images, valid/invalid, similarity clusters, outliers, blur/bright/dark."""
+                      darkness_threshold: float, noun: str = "images") -> list[str]:
+    """fastdup's sentences: images (``noun``: objects for boxes), valid/invalid, similarity clusters,
+    outliers, blur/bright/dark."""
     valid = total - invalid
-    lines = [f"Dataset contains {total} images",
-             f"Valid images are {_pct(valid, total)} ({valid:,d}) of the data, "
+    lines = [f"Dataset contains {total} {noun}",
+             f"Valid {noun} are {_pct(valid, total)} ({valid:,d}) of the data, "
              f"invalid are {_pct(invalid, total)} ({invalid:,d}) of the data"]
     if invalid:
         lines.append("For a detailed analysis, use `.invalid_instances()`.\n")

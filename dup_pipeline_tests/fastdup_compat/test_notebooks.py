@@ -125,12 +125,27 @@ def test_labelled_notebook(labelled, truth, tmp_path):
         fd.vis.duplicates_gallery(label_col="colour")
 
 
-def test_object_detection_annotations_are_refused_by_name(cwd):
-    rows = [(DATA + "train/circles/circles_000.jpg", 10, 10, 50, 50, "a")] * 2
-    od = pd.DataFrame(rows, columns=["filename", "col_x", "row_y", "width", "height", "label"])
-    with pytest.raises(ConfigError, match="object-detection annotations"):
-        fastdup.create(work_dir="od_work_dir", input_dir=".").run(annotations=od)
-    assert not os.path.exists("od_work_dir/manifest.parquet")
+def test_object_detection_notebook(cwd, truth):
+    """Boxes are cropped and analysed as instances: one feature row and one label per box."""
+    files = [DATA + a for a, _ in truth["exact_duplicates"]] + [DATA + b for _, b in truth["exact_duplicates"]]
+    rows = [(f, 10, 20, 120, 100, "left") for f in files] + [(f, 160, 100, 150, 130, "right") for f in files]
+    rows.append((files[0], 5000, 10, 20, 20, "outside"))
+    coco = pd.DataFrame(rows, columns=["filename", "col_x", "row_y", "width", "height", "label"]).assign(split="train")
+    fd = fastdup.create(work_dir="od_work_dir", input_dir=".")
+    assert fd.run(annotations=coco, overwrite=True, num_images=10000, print_summary=False) == 0
+    stats = fd.img_stats()
+    assert len(stats) == 2 * len(files) and set(stats["filename"]) == set(files)
+    assert stats["crop_filename"].str.startswith("od_work_dir/crops/").all() and set(stats["label"]) == {"left", "right"}
+    assert set(zip(stats["img_w"], stats["img_h"])) == {(120, 100), (150, 130)}
+    sim = fd.similarity()  # the same box of byte-identical images is a duplicate
+    same_box = sim[(sim["label_from"] == sim["label_to"]) & (sim["distance"] > 0.99)]
+    assert {frozenset(p) for p in zip(same_box["filename_from"], same_box["filename_to"])} >= {
+        frozenset((DATA + a, DATA + b)) for a, b in truth["exact_duplicates"]}
+    assert fd.summary(verbose=False)[0] == f"Dataset contains {2 * len(files)} objects"
+    assert fd.vis.component_gallery(metric="size", max_width=900) == 0
+    assert "box_outside_image" in open("od_work_dir/crops.csv").read()
+    with pytest.raises(ConfigError, match="bounding-box annotations need columns"):
+        fd.run(annotations=coco.drop(columns="height"))
 
 
 def test_image_search_and_feature_vectors(fd, truth):
