@@ -210,7 +210,11 @@ class WorkDir:
         with _held_guard:
             held = _held.get(key)
             if held is None:
-                fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                try:
+                    fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                except OSError as exc:
+                    raise WorkDirError(f"work_dir lock file {str(self.lock_file)!r} cannot be opened: "
+                                       f"{exc.strerror or exc}") from None
                 try:
                     self._acquire(fd, shared, wait, on_wait)
                 except BaseException:
@@ -248,6 +252,8 @@ class WorkDir:
                     on_wait(f"waiting for work_dir {str(self.root)!r}, in use by another run ({holder})")
                     on_wait = None
                 time.sleep(LOCK_POLL_SECONDS)
+            except OSError as exc:  # a filesystem without locks
+                raise WorkDirError(f"work_dir {str(self.root)!r} cannot be locked: {exc.strerror or exc}") from None
         if not shared:
             started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
             os.ftruncate(fd, 0)

@@ -141,3 +141,11 @@ def test_dagster_steps_wait_for_another_run_and_range_steps_share_the_lock(tmp_p
     assert scan_run.success
     assert not any("waiting for work_dir" in e.user_message for e in instance.all_logs(scan_run.run_id))
     sharing.communicate("")
+
+
+def test_a_lock_file_that_cannot_be_opened_is_a_work_dir_error(tmp_path):
+    work = WorkDir(tmp_path / "work")
+    work.lock_file.mkdir(parents=True)  # e.g. left by something else under that name
+    with pytest.raises(WorkDirError, match="lock file .* cannot be opened"):
+        with work.locked():
+            pass
