@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from dup_pipeline.core.atomic import remove_temp_files, write_json, write_parquet
+from dup_pipeline.core.audit import write_audit_summary
 from dup_pipeline.core.config import PipelineConfig
 from dup_pipeline.core.errors import InputError
 from dup_pipeline.core.features import FeatureMatrix, assemble_features, load_features
@@ -43,7 +44,8 @@ from dup_pipeline.core.range_scan import (
     scan_range,
 )
 from dup_pipeline.core.ranges import OffsetRange, offset_ranges
-from dup_pipeline.core.report.report import build_report
+from dup_pipeline.core.report.data import WorkTables
+from dup_pipeline.core.report.report import Report, build_report, report_markdown, summarize
 from dup_pipeline.core.similarity import (
     GRAPH_VERSION,
     Neighbours,
@@ -76,6 +78,7 @@ class StageResult:
     reused: bool = False  # the inputs and settings did not change: the files of an earlier run were kept
     skipped: str | None = None  # why there is nothing (e.g. no good images)
     fingerprint: str = ""
+    markdown: str | None = None  # a short summary for people
 
 
 class StageContext:
@@ -425,7 +428,26 @@ def report_settings(ctx: StageContext) -> object:
 
 
 def describe_report(ctx: StageContext) -> list[StageResult]:
-    return [StageResult("report", {}, {"path": report_path(ctx.work)})]
+    """The report's headline counts (only what was measured: no label counts without labels)."""
+    path = report_path(ctx.work)
+    summary = summarize(WorkTables(ctx.work, _stored_labels(ctx.work)))
+    counts = {k: v for k, v in asdict(summary).items() if isinstance(v, int) and not isinstance(v, bool)}
+    return [StageResult("report", counts, {"path": path},
+                        markdown=report_markdown(Report(path, {}, summary)))]
+
+
+def compute_audit(ctx: StageContext) -> Metrics:
+    write_audit_summary(ctx.work)
+    return {}
+
+
+def describe_audit(ctx: StageContext) -> list[StageResult]:
+    """The latest audit's counts (now, new, resolved; label categories only when measured)."""
+    latest = ctx.work.root / "audits" / "latest.json"
+    metrics = json.loads(latest.read_text()).get("metrics", {}) if latest.exists() else {}
+    summary = ctx.work.root / "audit_summary.md"
+    return [StageResult("audit_summary", metrics, {"path": summary},
+                        markdown=summary.read_text() if summary.exists() else None)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,7 +464,7 @@ class Stage:
     compute: Callable[[StageContext], Metrics]
     describe: Callable[[StageContext], list[StageResult]]
     settings: Callable[[StageContext], object]  # what else its files depend on
-    files: Callable[[WorkDir], list[Path]]  # files that must exist to reuse an earlier run's result
+    files: Callable[[WorkDir], list[Path]]  # what it may write (those written must exist to be reused)
     description: str
     kinds: frozenset[str] = frozenset()
     needs_labels: bool = False
@@ -474,7 +496,7 @@ STAGES: tuple[Stage, ...] = (
           frozenset({"numpy", "csv"})),
     Stage("faiss_index", ("faiss_index",), ("feature_matrix",), compute_index, describe_index,
           lambda c: {"graph_version": GRAPH_VERSION, **c.config.graph.index_tag},
-          lambda w: [w.faiss_index] if w.index_meta.exists() else [],
+          lambda w: [w.faiss_index, w.index_meta],
           "faiss index over the feature matrix (faiss.index): built with index_factory(faiss_mode), extended in "
           "place when images are appended, rebuilt when features or parameters change.", frozenset({"faiss"}),
           needs_vectors=True),
@@ -490,24 +512,25 @@ STAGES: tuple[Stage, ...] = (
           "outliers.csv (outlier,nearest,distance) and outliers.parquet.", frozenset({"parquet", "csv"}),
           needs_vectors=True),
     Stage("components", ("components",), ("similarity",), compute_components, describe_components,
-          lambda c: _graph(c, "ccthreshold", "run_cc"), lambda w: [],
+          lambda c: _graph(c, "ccthreshold", "run_cc"),
+          lambda w: [w.components_csv, w.components_info_csv, w.components_parquet],
           "Connected components of the graph of pairs >= ccthreshold, verified with exact similarities "
           "(min_exact_similarity): connected_components.csv and components_info.csv.",
           frozenset({"scipy", "csv"}), needs_vectors=True),
     Stage("pagerank_degree", ("pagerank_degree",), ("similarity",), compute_ranks, describe_ranks,
-          lambda c: _graph(c, "threshold", "run_pagerank", "run_degree"), lambda w: [],
+          lambda c: _graph(c, "threshold", "run_pagerank", "run_degree"), lambda w: [w.ranks_parquet],
           "PageRank and degree of every image in the similarity graph (pagerank_degree.parquet).",
           frozenset({"scipy", "parquet"}), needs_vectors=True),
     Stage("label_issues", ("label_issues",), ("similarity", "file_manifest"), compute_label_issues,
           describe_label_issues,
           lambda c: {**_graph(c), "labels": labels_fingerprint(c.config), "config": asdict(c.config.label_config)},
-          lambda w: [w.labels_parquet],
+          lambda w: [w.labels_parquet, w.label_issues_parquet, w.mislabels_csv, w.label_conflicts_csv],
           "For every labeled image, how likely its label is wrong (similarity-weighted vote of its neighbours' "
           "labels), the suggested label and a status (ok / wrong / ambiguous / unsupported): label_issues.parquet, "
           "mislabels.csv (wrong, highest score first), label_conflicts.csv.", frozenset({"parquet", "csv"}),
           needs_labels=True, needs_vectors=True),
     Stage("leakage", ("leakage",), ("label_issues", "components"), compute_leakage, describe_leakage,
-          lambda c: None, lambda w: [],
+          lambda c: None, lambda w: [w.leakage_csv, w.leakage_components_parquet],
           "Near-duplicate pairs whose images are in different splits (e.g. a test image that copies a training "
           "image) and components spanning splits: leakage.csv, leakage_components.parquet.", frozenset({"csv"}),
           needs_labels=True, needs_vectors=True),
@@ -517,6 +540,12 @@ STAGES: tuple[Stage, ...] = (
           "HTML report: an overview page with summary counts linking galleries of duplicates, outliers, groups, "
           "similar images, dark/bright/blurry images, likely wrong labels, bad files and leakage "
           "(self-contained pages with inline thumbnails; file names escaped).", frozenset({"html"})),
+    Stage("audit_summary", ("audit_summary",), ("dataset_tables", "similarity", "outliers", "label_issues",
+                                                "leakage"), compute_audit, describe_audit, lambda c: None,
+          lambda w: [w.root / "audit_summary.md"],
+          "What changed since the previous audit: bad files, duplicate pairs, outliers (images that became "
+          "outliers), wrong labels and leakage pairs now, new and resolved (audit_summary.md, audits/*.json).",
+          frozenset({"markdown"})),
 )
 BY_NAME = {s.name: s for s in STAGES}
 
@@ -539,11 +568,7 @@ def _state_path(work: WorkDir, name: str) -> Path:
 
 def stored_fingerprint(work: WorkDir, name: str) -> str | None:
     """The fingerprint of ``name``'s files as last written (None when never written)."""
-    path = _state_path(work, name)
-    try:
-        return json.loads(path.read_text()).get("fingerprint") if path.exists() else None
-    except (OSError, ValueError):
-        return None
+    return _state(work, name).get("fingerprint")
 
 
 def _dep_fingerprint(ctx: StageContext, dep: str) -> str | None:
@@ -558,20 +583,30 @@ def fingerprint(stage: Stage, ctx: StageContext) -> str:
                    [_dep_fingerprint(ctx, d) for d in stage.deps])
 
 
+def _state(work: WorkDir, name: str) -> dict:
+    path = _state_path(work, name)
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def run_stage(stage: Stage, ctx: StageContext) -> list[StageResult]:
-    """Compute ``stage`` unless its fingerprint and files are unchanged; return its results."""
+    """Compute ``stage`` unless its fingerprint is unchanged and the files it wrote are still there."""
     work = ctx.work
+    before = _state(work, stage.name)
     if stage.name == "file_manifest":
-        previous = stored_fingerprint(work, stage.name)
-        stage.compute(ctx)
+        extra = stage.compute(ctx)
         current = manifest_fingerprint(ctx)
-        reused, extra = current == previous, {}
+        reused = current == before.get("fingerprint")
     else:
         current = fingerprint(stage, ctx)
-        reused = current == stored_fingerprint(work, stage.name) and all(p.exists() for p in stage.files(work))
+        reused = (current == before.get("fingerprint")
+                  and all(Path(p).exists() for p in before.get("files", [])))
         extra = {} if reused else stage.compute(ctx)
-    if not reused or stage.name == "file_manifest":
-        write_json({"fingerprint": current}, _state_path(work, stage.name))
+    if not reused:
+        written = [str(p) for p in stage.files(work) if p.exists()]
+        write_json({"fingerprint": current, "files": written}, _state_path(work, stage.name))
     results = [replace(r, metrics={**r.metrics, **extra}, reused=reused, fingerprint=current)
                for r in stage.describe(ctx)]
     ctx.results[stage.name] = results

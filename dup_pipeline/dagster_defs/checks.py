@@ -1,18 +1,18 @@
 """Asset checks: bad files, duplicates, isolated images, wrong labels and leakage against limits.
 
-Each check is a plain function of the dataset's resource returning a ``dg.AssetCheckResult``; the
-``@asset_check`` definitions (asset jobs) and the audit job (``evaluate_checks``) both call them.
+Each check is a plain function of the dataset's resource returning a ``dg.AssetCheckResult``; most
+read the measure from the checked stage's own summary (``core/stages.py``), so a check and the
+asset's metadata always agree. Every run that materializes the checked asset (a manual
+materialization or an audit) evaluates its checks.
 """
 
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
-import polars as pl
 
-from dup_pipeline.core.label_issues import label_error_rate
+from dup_pipeline.core.stages import BY_NAME, StageContext
 from dup_pipeline.dagster_defs.resources import DatasetResource
 from dup_pipeline.dagster_defs.scan_assets import dataset_resource, resource_key
 
@@ -23,36 +23,31 @@ def _result(ds: DatasetResource, name: str, value: float, limit: float, **metada
                                metadata={name: value, "limit": limit, **metadata})
 
 
-def images_in_pairs(pairs: pl.DataFrame) -> int:
-    """Distinct images appearing in a ``from,to`` pair table."""
-    return len(set(pairs["from"].to_list()) | set(pairs["to"].to_list()))
+def _measure(ds: DatasetResource, stage: str) -> dict:
+    """The checked stage's summary metrics, as its asset's metadata shows them."""
+    return BY_NAME[stage].describe(StageContext(ds.pipeline_config()))[0].metrics
 
 
-def _image_count(ds: DatasetResource) -> int:
-    meta = ds.workdir().features_meta
-    return json.loads(meta.read_text())["count"] if meta.exists() else 0
+def _vector_count(ds: DatasetResource) -> int:
+    work = ds.workdir()
+    return StageContext(ds.pipeline_config()).features.matrix.shape[0] if work.features_meta.exists() else 0
 
 
 def bad_fraction(ds: DatasetResource) -> dg.AssetCheckResult:
-    work = ds.workdir()
-    files = pl.scan_parquet(work.manifest).select(pl.len()).collect().item()
-    bad = pl.read_parquet(work.bad_files_parquet)
-    return _result(ds, "bad_fraction", bad.height / max(files, 1), ds.max_bad_fraction, bad_files=bad.height,
-                   files=files)
+    m = _measure(ds, "dataset_tables")
+    return _result(ds, "bad_fraction", m["bad_fraction"], ds.max_bad_fraction, bad_files=m["bad_files"],
+                   files=m["files"])
 
 
 def duplicate_fraction(ds: DatasetResource) -> dg.AssetCheckResult:
-    work = ds.workdir()
-    images = _image_count(ds)
-    pairs = pl.read_csv(work.similarity_csv) if images else pl.DataFrame({"from": [], "to": []})
-    involved = images_in_pairs(pairs)
-    return _result(ds, "duplicate_fraction", involved / max(images, 1), ds.max_duplicate_fraction,
-                   images_in_pairs=involved, pairs=pairs.height)
+    m = _measure(ds, "similarity")
+    return _result(ds, "duplicate_fraction", m["duplicate_fraction"], ds.max_duplicate_fraction,
+                   images_in_pairs=m["images_in_pairs"], pairs=m["pairs"])
 
 
 def isolated_fraction(ds: DatasetResource) -> dg.AssetCheckResult:
     isolated = images = 0
-    if _image_count(ds):  # no vectors: no knn.npz (see graph_assets.faiss_index)
+    if _vector_count(ds):  # no vectors: no knn.npz
         knn = np.load(ds.workdir().knn)
         rows, sims, ids = knn["rows"], knn["sims"], knn["ids"]
         others = np.where((ids >= 0) & (ids != rows[:, None]), sims, -np.inf)
@@ -63,14 +58,13 @@ def isolated_fraction(ds: DatasetResource) -> dg.AssetCheckResult:
 
 
 def label_error(ds: DatasetResource) -> dg.AssetCheckResult:
-    issues = pl.read_parquet(ds.workdir().label_issues_parquet)
-    return _result(ds, "label_error_rate", label_error_rate(issues), ds.max_label_error_rate,
-                   likely_wrong=int((issues["status"] == "wrong").sum()))
+    m = _measure(ds, "label_issues")
+    return _result(ds, "label_error_rate", m.get("label_error_rate", 0.0), ds.max_label_error_rate,
+                   likely_wrong=m["likely_wrong"])
 
 
 def leakage_pairs(ds: DatasetResource) -> dg.AssetCheckResult:
-    pairs = pl.read_csv(ds.workdir().leakage_csv)
-    return _result(ds, "leakage_pairs", pairs.height, ds.max_leakage_pairs)
+    return _result(ds, "leakage_pairs", _measure(ds, "leakage")["pairs_across_splits"], ds.max_leakage_pairs)
 
 
 @dataclass(frozen=True)
@@ -112,24 +106,3 @@ def _asset_check(dataset: str, check: Check, blocking: bool) -> dg.AssetChecksDe
 def build_checks(dataset: str, settings: DatasetResource) -> list[dg.AssetChecksDefinition]:
     """The checks of one dataset as asset checks (label checks only when it has labels)."""
     return [_asset_check(dataset, c, settings.blocking_checks) for c in dataset_checks(settings)]
-
-
-def evaluate_checks(dataset: str, ds: DatasetResource, assets: Iterable[str]) -> list[dg.AssetCheckEvaluation]:
-    """Evaluations of the dataset's checks whose asset is in ``assets`` (for ops such as the audit)."""
-    produced = set(assets)
-    evaluations = []
-    for check in dataset_checks(ds):
-        if check.asset not in produced:
-            continue
-        result = check.evaluate(ds)
-        evaluations.append(dg.AssetCheckEvaluation(
-            asset_key=dg.AssetKey([dataset, check.asset]), check_name=check.name, passed=result.passed,
-            metadata=result.metadata, severity=result.severity, blocking=ds.blocking_checks))
-    return evaluations
-
-
-def blocking_failures(ds: DatasetResource, evaluations: Iterable[dg.AssetCheckEvaluation]) -> list[str]:
-    """Names of the failed ERROR-severity checks when the dataset's checks are blocking (else none)."""
-    if not ds.blocking_checks:
-        return []
-    return [e.check_name for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]

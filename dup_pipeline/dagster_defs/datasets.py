@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.dagster_defs.resources import DatasetResource
 
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -26,7 +27,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def _check_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
-        raise ValueError(f"dataset name {name!r} must match {NAME_PATTERN.pattern} (letters, digits, underscores)")
+        raise ConfigError(f"dataset name {name!r} must match {NAME_PATTERN.pattern} (letters, digits, underscores)")
     return name
 
 
@@ -38,7 +39,7 @@ def datasets_from_environment(env: dict[str, str] | None = None) -> dict[str, Da
         spec = yaml.safe_load(path.read_text()) or {}
         entries = spec.get("datasets")
         if not isinstance(entries, dict) or not entries:
-            raise ValueError(f"{path}: expected a 'datasets:' mapping of name -> settings")
+            raise ConfigError(f"{path}: expected a 'datasets:' mapping of name -> settings")
         return {_check_name(name): DatasetResource(**settings) for name, settings in entries.items()}
     name = _check_name(env.get("DUP_PIPELINE_DATASET", "demo"))
     if env.get("DUP_PIPELINE_INPUT_DIR"):

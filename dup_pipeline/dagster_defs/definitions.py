@@ -2,65 +2,53 @@
 
 import dagster as dg
 
-from dup_pipeline.dagster_defs.automation import (
-    build_audit_job,
-    build_audit_schedule,
-    build_new_images_sensor,
-)
+from dup_pipeline.core.stages import STAGES
+from dup_pipeline.dagster_defs.automation import build_audit_job, build_audit_schedule, build_new_images_sensor
 from dup_pipeline.dagster_defs.checks import build_checks
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.executors import executor_from_environment
-from dup_pipeline.dagster_defs.graph_assets import build_graph_assets
-from dup_pipeline.dagster_defs.label_assets import build_label_assets
-from dup_pipeline.dagster_defs.report_assets import build_report_asset
+from dup_pipeline.dagster_defs.graph_assets import build_cross_asset
 from dup_pipeline.dagster_defs.resources import DatasetResource
-from dup_pipeline.dagster_defs.scan_assets import (
-    build_scan_assets,
-    range_partitions,
-    resource_key,
-)
+from dup_pipeline.dagster_defs.scan_assets import build_scan_assets, range_partitions, resource_key
+from dup_pipeline.dagster_defs.stage_assets import build_stage_assets
+
+
+def _assets(name: str, stage_names: list[str], dataset: DatasetResource) -> dg.AssetSelection:
+    outputs = [o for s in STAGES if s.name in stage_names and (dataset.has_labels or not s.needs_labels)
+               for o in s.outputs]
+    return dg.AssetSelection.assets(*([name, o] for o in outputs))
 
 
 def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definitions:
-    """Assets, jobs and resources auditing one dataset (asset keys and group named after it)."""
-    assets = build_scan_assets(name) + build_graph_assets(name, dataset.compare_to)
-    if dataset.has_labels:
-        assets += build_label_assets(name)
-    assets.append(build_report_asset(name, dataset.has_labels))
-    manifest = dg.AssetSelection.assets([name, "file_manifest"])
-    ranges = dg.AssetSelection.assets([name, "bad_files"], [name, "image_stats"], [name, "features"])
-    index = dg.AssetSelection.assets([name, "faiss_index"])
-    graph = index | dg.AssetSelection.assets([name, "similarity"], [name, "outliers"], [name, "components"],
-                                             [name, "pagerank_degree"])
-    if dataset.has_labels:
-        graph = graph | dg.AssetSelection.assets([name, "label_issues"], [name, "leakage"])
-    graph = graph | dg.AssetSelection.assets([name, "report"])
-    tables = dg.AssetSelection.assets([name, "dataset_bad_files"], [name, "dataset_image_stats"],
-                                      [name, "feature_matrix"])
+    """Assets, jobs, schedule, sensor and resources auditing one dataset (keys and group named after it)."""
+    assets = build_scan_assets(name) + build_stage_assets(name, dataset)
+    if dataset.compare_to:
+        assets.append(build_cross_asset(name, dataset.compare_to))
+    graph = [s.name for s in STAGES if s.needs_vectors] + ["report"]
     jobs = [
-        dg.define_asset_job(f"{name}_manifest_job", selection=manifest,
+        dg.define_asset_job(f"{name}_manifest_job", selection=_assets(name, ["file_manifest"], dataset),
                             description="Scan the input and register the offset-range partitions."),
-        dg.define_asset_job(f"{name}_scan_ranges_job", selection=ranges, partitions_def=range_partitions(name),
-                            description="Decode one offset range once: bad files, image statistics and embeddings."),
-        dg.define_asset_job(f"{name}_tables_job", selection=tables,
-                            description="Assemble dataset-wide tables, fastdup CSVs and the feature matrix from the ranges."),
-        dg.define_asset_job(f"{name}_similarity_job", selection=graph,
-                            description="Run mode 2: index, similarity, outliers, components and pagerank from "
-                            "the existing features (no decoding)."),
-        dg.define_asset_job(f"{name}_similarity_existing_index_job", selection=graph - index,
-                            description="Run mode 4: similarity, outliers, components and pagerank from the "
-                            "existing features and the existing index."),
+        dg.define_asset_job(f"{name}_scan_ranges_job", partitions_def=range_partitions(name),
+                            selection=dg.AssetSelection.assets([name, "bad_files"], [name, "image_stats"],
+                                                               [name, "features"]),
+                            description="Decode offset ranges once: bad files, image statistics and embeddings."),
+        dg.define_asset_job(f"{name}_tables_job", selection=_assets(name, ["dataset_tables", "feature_matrix"], dataset),
+                            description="Dataset-wide tables, fastdup CSVs and the feature matrix from the ranges."),
+        dg.define_asset_job(f"{name}_similarity_job", selection=_assets(name, graph, dataset),
+                            description="Run mode 2: index, similarity, outliers, components, pagerank, labels and "
+                            "the report from the existing features (no decoding)."),
+        dg.define_asset_job(f"{name}_similarity_existing_index_job",
+                            selection=_assets(name, [g for g in graph if g != "faiss_index"], dataset),
+                            description="Run mode 4: the similarity stage from the existing features and index."),
+        build_audit_job(name),
     ]
     if dataset.compare_to:
         jobs.append(dg.define_asset_job(
             f"{name}_cross_similarity_job", selection=dg.AssetSelection.assets([name, "cross_similarity"]),
             description=f"Run mode 3: search {name}'s features in {dataset.compare_to}'s index."))
-    audit_job = build_audit_job(name, dataset.compare_to)
-    jobs.append(audit_job)
     return dg.Definitions(
         assets=assets, asset_checks=build_checks(name, dataset), jobs=jobs,
-        schedules=[build_audit_schedule(name, dataset, audit_job)],
-        sensors=[build_new_images_sensor(name, audit_job)],
+        schedules=[build_audit_schedule(name, dataset)], sensors=[build_new_images_sensor(name)],
         resources={resource_key(name): dataset},
     )
 

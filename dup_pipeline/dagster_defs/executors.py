@@ -1,5 +1,5 @@
-"""Which Dagster executor runs the jobs: ``DUP_PIPELINE_EXECUTOR`` = multiprocess (default),
-in_process, or dask (dagster-dask: a local Dask cluster of ``DUP_PIPELINE_DASK_WORKERS`` worker
+"""Which Dagster executor runs the jobs: ``DUP_PIPELINE_EXECUTOR`` = in_process (default: one
+machine, no process start per step), multiprocess, or dask (dagster-dask: a local Dask cluster of ``DUP_PIPELINE_DASK_WORKERS`` worker
 processes, default 2, or a scheduler address in ``DUP_PIPELINE_DASK_SCHEDULER`` to spread range
 steps over several machines; those need the same code, input and work_dir paths and DAGSTER_HOME).
 
@@ -18,14 +18,16 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-EXECUTORS = ("multiprocess", "in_process", "dask")
+from dup_pipeline.core.errors import ConfigError
+
+EXECUTORS = ("in_process", "multiprocess", "dask")
 DEFAULT_DASK_WORKERS = 2
 
 
 def executor_from_environment(env: dict[str, str] | None = None) -> dg.ExecutorDefinition:
     """The executor named by the environment (a clear error naming the allowed values)."""
     env = dict(os.environ if env is None else env)
-    name = env.get("DUP_PIPELINE_EXECUTOR", "multiprocess")
+    name = env.get("DUP_PIPELINE_EXECUTOR", "in_process")
     if name == "multiprocess":
         return dg.multiprocess_executor
     if name == "in_process":
@@ -36,7 +38,7 @@ def executor_from_environment(env: dict[str, str] | None = None) -> dg.ExecutorD
         cluster = {"existing": {"address": scheduler}} if scheduler else {"local": {"n_workers": workers,
                                                                                     "threads_per_worker": 1}}
         return dask_executor().configured({"cluster": cluster})
-    raise ValueError(f"DUP_PIPELINE_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    raise ConfigError(f"DUP_PIPELINE_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {name!r}")
 
 
 @functools.cache

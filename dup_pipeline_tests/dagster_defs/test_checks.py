@@ -2,6 +2,7 @@ import dagster as dg
 import polars as pl
 
 from dup_pipeline.dagster_defs.audit import materialize_dataset
+from dup_pipeline.dagster_defs.automation import audit_request
 from dup_pipeline.dagster_defs.definitions import build_definitions
 from dup_pipeline.dagster_defs.resources import DatasetResource
 
@@ -48,8 +49,7 @@ def test_audit_job_evaluates_checks_and_blocking_checks_fail_the_run(demo_datase
     defs = build_definitions({"audited": DatasetResource(**settings),
                               "blocking": DatasetResource(**settings, blocking_checks=True)})
     instance = dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("audited_audit_job").execute_in_process(instance=instance)
-    assert result.success
+    materialize_dataset(defs, "audited", instance)
     checks = _evaluations(instance, "audited")
     assert set(checks) == {"bad_fraction", "duplicate_fraction", "isolated_fraction", "label_error_rate",
                            "leakage_pairs"}
@@ -60,7 +60,10 @@ def test_audit_job_evaluates_checks_and_blocking_checks_fail_the_run(demo_datase
     assert checks["leakage_pairs"].severity == dg.AssetCheckSeverity.WARN
     assert checks["leakage_pairs"].metadata["leakage_pairs"].value == 4
     # the same outputs (nothing stale to scan again), but failing ERROR checks now fail the run
-    blocked = defs.resolve_job_def("blocking_audit_job").execute_in_process(instance=instance, raise_on_error=False)
+    defs.resolve_job_def("blocking_manifest_job").execute_in_process(instance=instance)
+    keys = instance.get_dynamic_partitions("blocking_offset_ranges")
+    blocked = defs.resolve_job_def("blocking_audit_job").execute_in_process(
+        instance=instance, raise_on_error=False, tags=audit_request("blocking", keys).tags)
     assert not blocked.success
     failure = next(e for e in blocked.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     message = failure.step_failure_data.error.message
@@ -84,4 +87,6 @@ def test_dataset_without_good_images_skips_the_index_and_writes_empty_tables(tmp
     checks = _evaluations(instance, "broken")
     assert set(checks) == {"bad_fraction", "duplicate_fraction", "isolated_fraction"}
     assert all(e.passed for e in checks.values())
-    assert defs.resolve_job_def("broken_audit_job").execute_in_process(instance=instance).success
+    materialize_dataset(defs, "broken", instance)  # again: nothing changed, every asset reused
+    index = instance.get_latest_materialization_event(dg.AssetKey(["broken", "faiss_index"])).asset_materialization
+    assert index.metadata["reused"].value is True

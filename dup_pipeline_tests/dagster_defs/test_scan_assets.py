@@ -21,8 +21,13 @@ def test_materialize_dataset_end_to_end(demo_dataset, tmp_path):
     event = instance.get_latest_materialization_event(dg.AssetKey(["demo", "dataset_bad_files"]))
     meta = event.asset_materialization.metadata
     assert meta["bad_files"].value == 4 and meta["path"].path == str(work / "bad_files.parquet")
-    stats_event = instance.get_latest_materialization_event(dg.AssetKey(["demo", "image_stats"]))
-    assert stats_event.asset_materialization.partition == keys[-1]
+    assert instance.get_materialized_partitions(dg.AssetKey(["demo", "image_stats"])) == set(keys)
+    records = instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION,
+                                                               asset_key=dg.AssetKey(["demo", "features"])))
+    per_range = {r.asset_materialization.partition: r.asset_materialization.metadata for r in records}
+    assert {k: m["decoded_this_run"].value for k, m in per_range.items()} == {
+        k: min(30, n - int(k.split("-")[0])) for k in keys}
+    assert per_range[keys[0]]["path"].path.startswith(str(work / "ranges" / keys[0]))
 
 
 def test_partition_rerun_reuses_the_range(demo_dataset, tmp_path):
