@@ -1,9 +1,11 @@
-"""Per-image statistics: luminance (dark/bright), contrast and blur at a fixed scale."""
+"""Per-image statistics: luminance (dark/bright), contrast and blur at a fixed scale, and the
+luminance entropy and colourfulness that image issues (low information, grayscale) are scored on."""
 
 import numpy as np
 from PIL import Image
 
 STATS_SIDE = 256
+COLOR_SIDE = 64
 BLUR_SIDE = 224
 
 
@@ -36,16 +38,33 @@ def blur(rgb: Image.Image) -> float:
     return laplacian_variance(np.asarray(gray))
 
 
+def entropy(histogram: np.ndarray) -> float:
+    """Shannon entropy in bits of a histogram of grey levels (0 = one level, 8 = all 256 equally often)."""
+    p = histogram[histogram > 0] / histogram.sum()
+    return float(-(p * np.log2(p)).sum()) + 0.0
+
+
+def colorfulness(rgb: Image.Image, side: int = COLOR_SIDE) -> float:
+    """Mean over pixels of the spread of the R, G, B values (0 = grayscale, 255 = saturated), at a small scale."""
+    small = rgb.copy()
+    small.thumbnail((side, side), Image.Resampling.BILINEAR)
+    pixels = np.asarray(small, dtype=np.int16).reshape(-1, 3)
+    return float((pixels.max(axis=1) - pixels.min(axis=1)).mean())
+
+
 def image_stats(rgb: Image.Image) -> dict[str, float]:
-    """Luminance mean/std/min/max, distinct grey levels, Michelson contrast and blur."""
+    """Luminance mean/std/min/max, distinct grey levels, Michelson contrast, blur, entropy and colourfulness."""
     gray = luminance(rgb)
     lo, hi = int(gray.min()), int(gray.max())
+    histogram = np.bincount(gray.ravel(), minlength=256)
     return {
         "mean": float(gray.mean()),
         "stdv": float(gray.std()),
         "min": float(lo),
         "max": float(hi),
-        "unique": int(np.count_nonzero(np.bincount(gray.ravel(), minlength=256))),
+        "unique": int(np.count_nonzero(histogram)),
         "contrast": (hi - lo) / (hi + lo) if hi + lo else 0.0,
         "blur": blur(rgb),
+        "entropy": entropy(histogram),
+        "colorfulness": colorfulness(rgb),
     }

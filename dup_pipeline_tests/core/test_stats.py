@@ -25,3 +25,19 @@ def test_blurred_copy_scores_lower_blur():
     sharp = noise_image(1, (300, 200))
     blurred = sharp.filter(ImageFilter.GaussianBlur(3))
     assert image_stats(blurred)["blur"] < image_stats(sharp)["blur"] / 10
+
+
+def test_entropy_counts_bits_of_the_grey_levels():
+    flat = image_stats(Image.new("RGB", (80, 60), (90, 90, 90)))
+    img = Image.new("L", (256, 256), 50)  # the statistics' own scale: no resampling
+    img.paste(150, (0, 0, 128, 256))
+    assert flat["entropy"] == 0.0
+    assert image_stats(img.convert("RGB"))["entropy"] == 1.0  # two equally frequent levels
+    assert image_stats(noise_image(3, (200, 200)))["entropy"] > 6
+
+
+def test_colorfulness_is_zero_for_grey_content_and_high_for_saturated_colour():
+    grey = noise_image(4, (120, 90)).convert("L").convert("RGB")
+    assert image_stats(grey)["colorfulness"] == 0.0
+    assert image_stats(Image.new("RGB", (50, 50), (255, 0, 0)))["colorfulness"] == 255.0
+    assert image_stats(noise_image(4, (120, 90)))["colorfulness"] > 20
