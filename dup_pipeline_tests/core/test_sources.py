@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from dup_pipeline.core.errors import ConfigError
-from dup_pipeline.core.sources import Entry, SourceSettings, expand, iter_payloads, locate, stat_files
+from dup_pipeline.core.sources.catalog import Entry, SourceSettings, discover, expand, iter_payloads, stat_files
+from dup_pipeline.core.sources.names import locate
 from dup_pipeline.core.sources.archives import ShardError, iter_members
 from dup_pipeline.core.sources.names import frame_name
 from dup_pipeline.core.sources.video import VideoError, iter_frames, probe, window_starts
@@ -245,3 +246,11 @@ def test_missing_member_and_missing_shard_are_reported(tmp_path: Path, members) 
 def test_bad_source_settings_name_the_parameter(field, value) -> None:
     with pytest.raises(ConfigError, match=field):
         SourceSettings(**{field: value})
+
+
+def test_fifo_named_like_a_shard_or_a_video_is_never_opened(tmp_path: Path) -> None:
+    names = [str(tmp_path / "s.tar"), str(tmp_path / "v.mp4")]
+    for name in names:
+        os.mkfifo(name)  # opening one for reading would block forever
+    assert [e.name for e in discover(names, SETTINGS)] == names
+    assert {p.name: p.error[0] for p in iter_payloads(names, SETTINGS)} == dict.fromkeys(names, "not_a_regular_file")

@@ -15,7 +15,14 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from dup_pipeline.core.errors import InputError
-from dup_pipeline.core.sources import SourceSettings, content_hashes, expand, iter_payloads, list_prefix, stat_files
+from dup_pipeline.core.sources.catalog import (
+    SourceSettings,
+    content_hashes,
+    expand,
+    iter_payloads,
+    list_prefix,
+    stat_files,
+)
 from dup_pipeline.core.sources.remote import change_stamp, read_objects
 from dup_pipeline_tests.conftest import jpeg_bytes, noise_image
 from dup_pipeline_tests.core.test_sources import SCENES, SECONDS, close_to, write_video

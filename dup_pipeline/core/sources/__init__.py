@@ -1,32 +1,7 @@
 """Where inputs come from: local files, objects behind fsspec URLs, shard members, video frames.
 
-The rest of the pipeline sees entries (:class:`Entry`: a stable name, a size, a change stamp)
-and reads their content with :func:`iter_payloads`.
+The rest of the pipeline sees entries (:class:`catalog.Entry`: a stable name, a size, a change
+stamp) from :func:`catalog.discover` and reads their content with :func:`catalog.iter_payloads`
+(decoded by :func:`reading.decode_payload`). Names: :mod:`names`; stores: :mod:`remote`;
+shards: :mod:`archives`; videos: :mod:`video`.
 """
-
-from dup_pipeline.core.sources.catalog import (
-    Entry,
-    Payload,
-    SourceSettings,
-    content_hashes,
-    expand,
-    is_media,
-    iter_payloads,
-    list_prefix,
-    stat_files,
-)
-from dup_pipeline.core.sources.names import is_url, locate
-
-__all__ = [
-    "Entry",
-    "Payload",
-    "SourceSettings",
-    "content_hashes",
-    "expand",
-    "is_media",
-    "is_url",
-    "iter_payloads",
-    "list_prefix",
-    "locate",
-    "stat_files",
-]

@@ -14,9 +14,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
 from PIL import Image
 
 from dup_pipeline.core.errors import ConfigError
+from dup_pipeline.core.inputs import InputSpec, UnusableInput, discover_files
 from dup_pipeline.core.sources import archives, remote, video
 from dup_pipeline.core.sources.names import (
     frame_name,
@@ -105,6 +107,23 @@ def list_prefix(url: str, settings: SourceSettings) -> list[Entry]:
             for o in remote.list_objects(url, settings.storage_options) if is_media(o.url)]
 
 
+def discover(source: InputSpec, settings: SourceSettings, previous: pl.DataFrame | None = None) -> list[Entry]:
+    """The entries of ``source``: a bucket prefix or URL (the store's listing), or a local folder,
+    list file or list of paths and URLs (:func:`inputs.discover_files`); shards and videos expanded.
+
+    ``previous`` is the previous manifest: shards and videos unchanged since are not opened.
+    """
+    if isinstance(source, str) and is_url(source):
+        files = list_prefix(source, settings)
+    else:
+        files = stat_files(discover_files(source), settings)
+    known = None
+    if previous is not None:
+        present = previous.filter(~pl.col("missing"))
+        known = {p: (s, m, h) for p, s, m, h in present.select("path", "size", "mtime_ns", "content_hash").iter_rows()}
+    return expand(files, settings, known)
+
+
 def expand(files: Iterable[Entry], settings: SourceSettings, previous: Previous | None = None) -> list[Entry]:
     """Replace shards by their image members and videos by their frames, sorted by name.
 
@@ -147,7 +166,7 @@ def _list_shard(shard: Entry, settings: SourceSettings) -> list[Entry]:
             for member in archives.iter_members(handle, shard.name, lambda n: n.lower().endswith(IMAGE_SUFFIXES)):
                 digest = None if member.data is None else hashlib.blake2b(member.data, digest_size=16).hexdigest()
                 entries.append(Entry(member_name(shard.name, member.name), member.size, shard.stamp, digest))
-    except (archives.ShardError, *archives.ARCHIVE_ERRORS):
+    except (archives.ShardError, UnusableInput, *archives.ARCHIVE_ERRORS):
         return [shard]
     return entries
 
@@ -157,7 +176,7 @@ def _list_video(clip: Entry, settings: SourceSettings) -> list[Entry]:
         with remote.open_binary(clip.name, settings.storage_options) as handle:
             info = video.probe(handle)
         digest = _hash_file(clip.name, settings)
-    except (video.VideoError, OSError):
+    except (video.VideoError, UnusableInput, OSError):
         return [clip]
     if digest is None:
         return [clip]
@@ -170,7 +189,7 @@ def _hash_file(name: str, settings: SourceSettings) -> str | None:
     try:
         with remote.open_binary(name, settings.storage_options) as handle:
             return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
-    except OSError:
+    except (OSError, UnusableInput):
         return None
 
 
@@ -203,6 +222,13 @@ def _read_error(exc: OSError) -> tuple[str, str]:
     if isinstance(exc, FileNotFoundError):
         return "missing", "object no longer exists"
     return "unreadable", str(exc) or type(exc).__name__
+
+
+def _gone(exc: OSError | UnusableInput, detail: str) -> tuple[str, str]:
+    """A listed container that is not there any more is ``missing``; a FIFO, device… keeps its reason."""
+    if isinstance(exc, FileNotFoundError) or getattr(exc, "reason", None) == "not_found":
+        return "missing", detail
+    return exc.reason, exc.detail
 
 
 def iter_payloads(names: Iterable[str], settings: SourceSettings) -> Iterator[Payload]:
@@ -240,8 +266,8 @@ def _unlisted_container(name: str, settings: SourceSettings) -> Payload:
                 video.probe(handle)
             else:
                 next(archives.iter_members(handle, name, lambda _: False), None)
-    except FileNotFoundError:
-        return Payload(name, error=("missing", "file no longer exists"))
+    except (FileNotFoundError, UnusableInput) as exc:
+        return Payload(name, error=_gone(exc, "file no longer exists"))
     except (video.VideoError, archives.ShardError) as exc:
         kind = "video" if is_video(name) else "archive"
         return Payload(name, error=("corrupt", f"not a readable {kind}: {exc}"))
@@ -267,8 +293,8 @@ def _members(shard: str, names: list[str], settings: SourceSettings) -> Iterator
                     return
     except archives.ShardError as exc:
         failure = ("corrupt", f"shard cannot be read: {exc}")
-    except FileNotFoundError:
-        failure = ("missing", "shard no longer exists")
+    except (FileNotFoundError, UnusableInput) as exc:
+        failure = _gone(exc, "shard no longer exists")
     except OSError as exc:
         failure = _read_error(exc)
     for name in wanted.values():
@@ -288,8 +314,8 @@ def _frames(clip: str, names: list[str], settings: SourceSettings) -> Iterator[P
         return
     except video.VideoError as exc:
         failure = ("corrupt", f"not a readable video: {exc}")
-    except FileNotFoundError:
-        failure = ("missing", "video no longer exists")
+    except (FileNotFoundError, UnusableInput) as exc:
+        failure = _gone(exc, "video no longer exists")
     except OSError as exc:
         failure = _read_error(exc)
     for name in wanted.values():

@@ -18,6 +18,8 @@ import fsspec
 from fsspec import AbstractFileSystem
 
 from dup_pipeline.core.errors import InputError
+from dup_pipeline.core.inputs import open_input_file
+from dup_pipeline.core.sources.names import is_url
 
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure",
           "adl": "azure", "http": "http", "https": "http"}
@@ -125,8 +127,11 @@ def read_objects(urls: Iterable[str], storage_options: StorageOptions | None = N
 
 
 def open_binary(name: str, storage_options: StorageOptions | None = None) -> IO[bytes]:
-    """A seekable binary file for a local path or a URL (remote files read by ranges on demand)."""
-    if "://" not in name:
-        return open(name, "rb")
+    """A seekable binary file for a local path or a URL (remote files read by ranges on demand).
+
+    A local path that is not a regular file raises :class:`inputs.UnusableInput` unopened.
+    """
+    if not is_url(name):
+        return open_input_file(name)
     fs, path = filesystem(name, storage_options)
     return fs.open(path, "rb")
