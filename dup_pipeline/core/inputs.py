@@ -115,6 +115,9 @@ def discover_files(source: InputSpec) -> list[str]:
                 f"input {str(root)!r} is a file but not a list file: pass a folder, a list file "
                 f"({', '.join(sorted(LIST_FILE_EXTENSIONS))}) or a list of paths"
             )
+        elif root.exists():
+            raise InputError(f"input {str(root)!r} is neither a folder nor a regular file (a FIFO, socket or "
+                             "device): pass a folder, a list file or a list of paths")
         else:
             raise InputError(f"input {str(root)!r} does not exist")
     return sorted(set(paths))

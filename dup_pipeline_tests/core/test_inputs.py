@@ -56,6 +56,9 @@ def test_missing_input_and_non_list_file_are_clear_errors(tmp_path):
     img = save_image(tmp_path / "a.png", noise_image(1))
     with pytest.raises(InputError, match="not a list file"):
         discover_files(img)
+    os.mkfifo(tmp_path / "list.txt")
+    with pytest.raises(InputError, match="neither a folder nor a regular file"):
+        discover_files(tmp_path / "list.txt")  # never opened: reading a pipe would block
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
