@@ -21,7 +21,8 @@ def _as_polars(source: Any) -> pl.DataFrame:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise LabelsError(f"labels file {str(path)!r} does not exist")
+            problem = "is not a regular file (a folder, FIFO or device)" if path.exists() else "does not exist"
+            raise LabelsError(f"labels file {str(path)!r} {problem}")
         return _read_csv(path)
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
         return pl.from_pandas(source.astype(str) if len(source) else source)

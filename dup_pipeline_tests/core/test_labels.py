@@ -1,3 +1,4 @@
+import os
 import re
 
 import numpy as np
@@ -190,6 +191,9 @@ def test_malformed_labels_csv_is_a_labels_error_naming_file_and_problem(tmp_path
     labels.write_text(text)
     with pytest.raises(LabelsError, match=re.escape(f"labels file '{labels}'") + problem):
         load_labels(labels, manifest, tmp_path)
+    os.mkfifo(tmp_path / "fifo.csv")
+    with pytest.raises(LabelsError, match="is not a regular file"):
+        load_labels(tmp_path / "fifo.csv", manifest, tmp_path)  # never opened: reading a pipe would block
     (tmp_path / "latin1.csv").write_bytes("filename,label\na.png,caf\xe9\n".encode("latin-1"))
     with pytest.raises(LabelsError, match="is not UTF-8 text"):
         load_labels(tmp_path / "latin1.csv", manifest, tmp_path)
