@@ -5,6 +5,7 @@ import io
 import os
 import tarfile
 import zipfile
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -254,3 +255,22 @@ def test_fifo_named_like_a_shard_or_a_video_is_never_opened(tmp_path: Path) -> N
         os.mkfifo(name)  # opening one for reading would block forever
     assert [e.name for e in discover(names, SETTINGS)] == names
     assert {p.name: p.error[0] for p in iter_payloads(names, SETTINGS)} == dict.fromkeys(names, "not_a_regular_file")
+
+
+def test_window_without_frames_is_reported_not_filled_from_the_next(tmp_path: Path) -> None:
+    """A second with no frame (a gap in the timestamps) is a bad frame; the next second's frame stays its own."""
+    clip = tmp_path / "gap.mkv"
+    with av.open(str(clip), "w", format="matroska") as container:
+        stream = container.add_stream("mpeg4", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, FPS)
+        for k in [k for k in range(4 * FPS) if not FPS <= k < 2 * FPS]:  # nothing in [1 s, 2 s)
+            frame = av.VideoFrame.from_ndarray(scene(k // FPS), format="rgb24")
+            frame.pts = k
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    entries = local_entries([clip])
+    assert [locate(e.name).seconds for e in entries] == [0, 1, 2, 3]
+    payloads = {locate(p.name).seconds: p for p in iter_payloads([e.name for e in entries], SETTINGS)}
+    assert payloads[1].frame is None and payloads[1].error == ("corrupt", "no frame decoded in this window")
+    assert close_to(payloads[2].frame, 2) and close_to(payloads[0].frame, 0) and close_to(payloads[3].frame, 3)

@@ -15,6 +15,7 @@ from typing import IO, Any
 from PIL import Image
 
 DEFAULT_FPS = 1.0
+_EPSILON = 1e-6
 _AV_TIME_BASE = 1_000_000
 
 
@@ -80,7 +81,7 @@ def _demuxed_duration(container: Any, stream: Any) -> float:
 
 def window_starts(duration: float, fps: float = DEFAULT_FPS) -> list[float]:
     """The start times of the sampling windows of a video of ``duration`` seconds (one at least)."""
-    count = max(1, math.ceil(duration * fps - 1e-6))
+    count = max(1, math.ceil(duration * fps - _EPSILON))
     return [k / fps for k in range(count)]
 
 
@@ -94,19 +95,21 @@ class Frame:
 
 
 def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAULT_FPS) -> Iterator[Frame]:
-    """Decode the video once and yield the frame of each window in ``seconds`` (window starts).
+    """Decode the video once and yield the frame of each window starting at one of ``seconds``.
 
-    Frames come in time order as they are decoded; windows without a decodable frame come last,
-    with an error. Raises :class:`VideoError` when the video cannot be opened.
+    A window's frame is the first decoded at or after its start and before its end
+    (``1 / fps`` later). Frames come in time order as they are decoded; windows without a
+    decodable frame come with an error. Raises :class:`VideoError` when the video cannot be opened.
     """
-    wanted = {round(s * fps): s for s in seconds}
+    pending = sorted(set(seconds))
+    width = 1.0 / fps
     av = _av()
     skipped = 0
     with _open(handle) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        decoded = 0
+        decoded, missed = 0, []
         try:
             for packet in container.demux(stream):
                 try:
@@ -117,16 +120,22 @@ def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAUL
                 for frame in frames:
                     at = frame.time - start if frame.time is not None else decoded / float(stream.average_rate or 1)
                     decoded += 1
-                    window = math.floor(at * fps + 1e-6)
-                    if window in wanted:
-                        yield Frame(wanted.pop(window), frame.to_image())
-                if not wanted:
-                    return
+                    image = None
+                    while pending and pending[0] <= at + _EPSILON:
+                        window = pending.pop(0)
+                        if at < window + width - _EPSILON:
+                            image = image or frame.to_image()
+                            yield Frame(window, image)
+                        else:
+                            missed.append(window)
+                if not pending:
+                    break
         except (av.error.FFmpegError, OSError, EOFError) as exc:
             reason = f"video data unreadable from here: {exc}"
         else:
             reason = "no frame decoded in this window"
-    if skipped:
-        reason += f" ({skipped} damaged packets skipped)"
-    for s in sorted(wanted.values()):
-        yield Frame(s, error=reason)
+    damaged = f" ({skipped} damaged packets skipped)" if skipped else ""
+    for window in missed:
+        yield Frame(window, error="no frame decoded in this window" + damaged)
+    for window in pending:
+        yield Frame(window, error=reason + damaged)
