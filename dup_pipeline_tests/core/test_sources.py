@@ -274,3 +274,17 @@ def test_window_without_frames_is_reported_not_filled_from_the_next(tmp_path: Pa
     payloads = {locate(p.name).seconds: p for p in iter_payloads([e.name for e in entries], SETTINGS)}
     assert payloads[1].frame is None and payloads[1].error == ("corrupt", "no frame decoded in this window")
     assert close_to(payloads[2].frame, 2) and close_to(payloads[0].frame, 0) and close_to(payloads[3].frame, 3)
+
+
+def test_large_frames_are_scaled_down_with_their_original_size_kept(tmp_path: Path) -> None:
+    clip = tmp_path / "big.mkv"
+    with av.open(str(clip), "w", format="matroska") as container:
+        stream = container.add_stream("mpeg4", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        pixels = np.kron(scene(5), np.ones((10, 10, 1), np.uint8))[:720]
+        for _ in range(FPS * 2):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    payloads = list(iter_payloads([e.name for e in local_entries([clip])], SETTINGS))
+    assert len(payloads) == 2
+    assert all(p.frame.size == (512, 288) and p.frame_size == (1280, 720) for p in payloads)

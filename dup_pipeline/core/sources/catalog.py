@@ -30,7 +30,7 @@ from dup_pipeline.core.sources.names import (
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff")
-_HASH_CHUNK = 1 << 20
+FRAME_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -209,12 +209,14 @@ def content_hashes(names: Sequence[str], settings: SourceSettings) -> Iterator[t
 @dataclass(frozen=True)
 class Payload:
     """An entry's content: a local ``path`` to read lazily, the ``data`` of an object or member, a
-    decoded video ``frame``, or ``error`` = (reason, detail) with a reason of ``decode.BAD_REASONS``."""
+    decoded video ``frame`` (longer side at most :data:`FRAME_SIDE`, ``frame_size`` the original
+    width and height), or ``error`` = (reason, detail) with a reason of ``decode.BAD_REASONS``."""
 
     name: str
     path: str | None = None
     data: bytes | None = None
     frame: Image.Image | None = None
+    frame_size: tuple[int, int] | None = None
     error: tuple[str, str] | None = None
 
 
@@ -305,10 +307,10 @@ def _frames(clip: str, names: list[str], settings: SourceSettings) -> Iterator[P
     wanted = {locate(n).seconds: n for n in names}
     try:
         with remote.open_binary(clip, settings.storage_options) as handle:
-            for frame in video.iter_frames(handle, list(wanted), settings.video_fps):
+            for frame in video.iter_frames(handle, list(wanted), settings.video_fps, FRAME_SIDE):
                 name = wanted.pop(frame.seconds)
                 if frame.image is not None:
-                    yield Payload(name, frame=frame.image)
+                    yield Payload(name, frame=frame.image, frame_size=frame.size)
                 else:
                     yield Payload(name, error=("corrupt", frame.error or "no frame"))
         return

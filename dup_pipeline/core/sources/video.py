@@ -87,19 +87,33 @@ def window_starts(duration: float, fps: float = DEFAULT_FPS) -> list[float]:
 
 @dataclass(frozen=True)
 class Frame:
-    """The frame sampled in the window starting at ``seconds``, or why there is none."""
+    """The frame sampled in the window starting at ``seconds`` (``image`` reduced to ``max_side``,
+    ``size`` its original width and height), or why there is none."""
 
     seconds: float
     image: Image.Image | None = None
+    size: tuple[int, int] | None = None
     error: str | None = None
 
 
-def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAULT_FPS) -> Iterator[Frame]:
+def _image(frame: Any, max_side: int | None) -> Image.Image:
+    """The frame as RGB, scaled down by FFmpeg so its longer side is at most ``max_side``."""
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(frame.width, frame.height))
+    if scale < 1.0:
+        return frame.reformat(width=max(1, round(frame.width * scale)), height=max(1, round(frame.height * scale)),
+                              format="rgb24").to_image()
+    return frame.to_image()
+
+
+def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAULT_FPS,
+                max_side: int | None = None) -> Iterator[Frame]:
     """Decode the video once and yield the frame of each window starting at one of ``seconds``.
 
     A window's frame is the first decoded at or after its start and before its end
     (``1 / fps`` later). Frames come in time order as they are decoded; windows without a
-    decodable frame come with an error. Raises :class:`VideoError` when the video cannot be opened.
+    decodable frame come with an error. Frames larger than ``max_side`` are scaled down (memory
+    stays bounded when frames queue for decoding threads). Raises :class:`VideoError` when the
+    video cannot be opened.
     """
     pending = sorted(set(seconds))
     width = 1.0 / fps
@@ -124,8 +138,8 @@ def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAUL
                     while pending and pending[0] <= at + _EPSILON:
                         window = pending.pop(0)
                         if at < window + width - _EPSILON:
-                            image = image or frame.to_image()
-                            yield Frame(window, image)
+                            image = image or _image(frame, max_side)
+                            yield Frame(window, image, (frame.width, frame.height))
                         else:
                             missed.append(window)
                 if not pending:
