@@ -62,16 +62,19 @@ def write_content_addressed(folder: str | os.PathLike[str], stem: str, suffix: s
 
 
 def remove_temp_files(folder: str | os.PathLike[str], older_than_seconds: float = 0.0) -> int:
-    """Delete the temporary files :func:`atomic_path` leaves when a process is killed mid-write."""
+    """Delete the temporary files :func:`atomic_path` leaves when a process is killed mid-write,
+    in ``folder`` and its sub-folders (symbolic links are not followed): call it only while no
+    other process writes there."""
     now = time.time()
     removed = 0
-    for path in Path(folder).glob(".*.tmp"):
-        try:
-            if now - path.stat().st_mtime >= older_than_seconds:
-                path.unlink()
-                removed += 1
-        except OSError:
-            continue
+    for root, _, names in os.walk(folder):
+        for path in (Path(root) / name for name in names if name.startswith(".") and name.endswith(".tmp")):
+            try:
+                if now - path.stat().st_mtime >= older_than_seconds:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
     return removed
 
 

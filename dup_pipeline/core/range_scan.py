@@ -26,7 +26,7 @@ from dup_pipeline.core.atomic import (
     write_content_addressed,
     write_json,
 )
-from dup_pipeline.core.decode import BadFile, DecodedImage
+from dup_pipeline.core.decode import DecodedImage
 from dup_pipeline.core.embed.crop import CropBox
 from dup_pipeline.core.embed.model import Embedder, ModelSpec
 from dup_pipeline.core.progress import Advance
@@ -158,10 +158,11 @@ def _commit(folder: Path, product: str, rows: pl.DataFrame, tag: str, tables: di
     files = {role: write_content_addressed(folder, f"{product}.{role}", ".parquet", table.write_parquet).name
              for role, table in tables.items()}
     if vectors is not None:
-        files["vectors"] = write_content_addressed(folder, f"{product}.vectors", ".npy", _write_npy(vectors)).name
-    write_json({"fingerprint": rows_fingerprint(rows, tag), "settings": tag, "rows": rows.height, "files": files,
-                "indexes": {role: _indexes_digest(table) for role, table in tables.items()}},
-               folder / f"{product}.json")
+        npy = write_content_addressed(folder, f"{product}.vectors", ".npy", _write_npy(vectors))
+        files["vectors"] = npy.name
+    indexes = {role: _indexes_digest(table) for role, table in tables.items()}
+    write_json({"fingerprint": rows_fingerprint(rows, tag), "settings": tag, "rows": rows.height,
+                "files": files, "indexes": indexes}, folder / f"{product}.json")
     _prune(folder)
 
 

@@ -82,8 +82,8 @@ def _mean_color_config(tmp_path, images, work="work", bounding_box=None, **kwarg
     model = tmp_path / "m.onnx"
     if not model.exists():
         _mean_color_model(model)
-    return PipelineConfig(images, str(tmp_path / work), report=False, **kwargs,
-                          model=ModelConfig(model_path=str(model), normalization="raw", bounding_box=bounding_box))
+    model_config = ModelConfig(model_path=str(model), normalization="raw", bounding_box=bounding_box)
+    return PipelineConfig(images, str(tmp_path / work), report=False, model=model_config, **kwargs)
 
 
 def test_a_deleted_file_is_recorded_once_and_not_decoded_again(tmp_path):
@@ -102,6 +102,10 @@ def test_a_deleted_file_is_recorded_once_and_not_decoded_again(tmp_path):
     assert [run_pipeline(stats_only, features=False).decoded for _ in range(2)] == [0, 0]
 
 
+def _unit(color: list[int]) -> np.ndarray:
+    return np.asarray(color, dtype=np.float32) / np.linalg.norm(color)
+
+
 def test_bounding_box_outside_an_image_makes_it_a_bad_file(tmp_path):
     images = tmp_path / "images"
     for i in range(3):  # 100x80: the box (rows 50-69, columns 60-89) is inside
@@ -111,7 +115,8 @@ def test_bounding_box_outside_an_image_makes_it_a_bad_file(tmp_path):
     for i in range(2):  # 50x40: the box starts below and right of the image
         save_image(images / f"small{i}.png", Image.new("RGB", (50, 40), (9, 9, 9 + i)))
     save_image(images / "tall.png", Image.new("RGB", (61, 51), (200, 10, 10)))  # partly inside: clipped
-    summary = run_pipeline(_mean_color_config(tmp_path, images, bounding_box="row_y=50,col_x=60,height=20,width=30"))
+    box = "row_y=50,col_x=60,height=20,width=30"
+    summary = run_pipeline(_mean_color_config(tmp_path, images, bounding_box=box))
     bad = pl.read_parquet(tmp_path / "work" / "bad_files.parquet")
     assert sorted(Path(f).name for f in bad["filename"]) == ["small0.png", "small1.png"]
     assert set(bad["error_code"]) == {"bounding_box_outside"}
@@ -120,9 +125,8 @@ def test_bounding_box_outside_an_image_makes_it_a_bad_file(tmp_path):
     names = [Path(f).name for f in summary.features.index["filename"]]
     vectors = dict(zip(names, np.asarray(summary.features.matrix)))
     for i in range(3):  # only the box is embedded: its colour, not the blue around it
-        color = np.array([255 - 60 * i, 60 * i, 0], dtype=np.float32)
-        assert np.allclose(vectors[f"big{i}.png"], color / np.linalg.norm(color), atol=1e-3)
-    assert np.allclose(vectors["tall.png"], np.array([200, 10, 10]) / np.linalg.norm([200, 10, 10]), atol=1e-3)
+        assert np.allclose(vectors[f"big{i}.png"], _unit([255 - 60 * i, 60 * i, 0]), atol=1e-3)
+    assert np.allclose(vectors["tall.png"], _unit([200, 10, 10]), atol=1e-3)
 
 
 def test_bounding_box_outside_every_image_is_a_config_error(tmp_path):
