@@ -11,18 +11,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from dup_pipeline.core.embed.choice import BUILT_IN_SPECS, auto_model_spec
 from dup_pipeline.core.embed.crop import CropBox
 from dup_pipeline.core.embed.effnet_lite0 import imagenet_class_names
 from dup_pipeline.core.embed.model import (
     DEFAULT_MODEL,
-    INT8_MODEL,
     Embedder,
     ModelSpec,
-    default_model_spec,
     inspect_model,
     parse_input_size,
 )
-from dup_pipeline.core.embed.quantized import int8_model_spec
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.inputs import InputSpec
 from dup_pipeline.core.label_issues import LabelConfig
@@ -33,18 +31,14 @@ from dup_pipeline.core.similarity import DISTANCES, GraphConfig
 from dup_pipeline.core.threads import resolve_threads
 
 COMPUTE = ("cpu", "gpu")
-BUILT_IN_MODELS = {
-    None: default_model_spec,
-    "": default_model_spec,
-    DEFAULT_MODEL: default_model_spec,
-    INT8_MODEL: int8_model_spec,
-}
+BUILT_IN_MODELS = {None: auto_model_spec, "": auto_model_spec, **BUILT_IN_SPECS}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which model embeds the images: ``efficientnet_lite0`` (default), ``efficientnet_lite0_int8``
-    (about 2x faster, opt-in) or any ONNX image model file."""
+    """Which model embeds the images: ``auto`` (default: EfficientNet-Lite0 fp32 or int8, chosen per
+    CPU by measurement, see ``embed/choice.py``), a built-in by name (``efficientnet_lite0``,
+    ``efficientnet_lite0_int8``, ``efficientnet_lite0_int8_full``) or any ONNX image model file."""
 
     model_path: str | None = DEFAULT_MODEL
     output_name: str | None = None
@@ -134,8 +128,9 @@ class Settings:
     min_side: int = _option(DecodeSettings, "min_side", "Images with a shorter side below this are bad (too_small).")
     max_pixels: int = _option(DecodeSettings, "max_pixels",
                               "Images with more pixels are bad (too_large, decompression-bomb guard).")
-    model_path: str = _option(ModelConfig, "model_path", "efficientnet_lite0, efficientnet_lite0_int8 (faster, "
-                              "opt-in) or an ONNX image model file.")
+    model_path: str = _option(ModelConfig, "model_path", "auto (int8 where this CPU runs it faster "
+                              "and as exact as fp32, measured once), efficientnet_lite0 (fp32), "
+                              "efficientnet_lite0_int8, efficientnet_lite0_int8_full or an ONNX image model file.")
     model_output: str | None = _option(ModelConfig, "output_name", "Output of model_path that is the embedding.")
     normalization: str | None = _option(ModelConfig, "normalization",
                                         "Input normalization of an ONNX model_path: imagenet (default), "

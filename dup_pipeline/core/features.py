@@ -2,7 +2,9 @@
 
 ``features.dat`` is raw float32, one L2-normalized row per good image in manifest order;
 ``features.dat.csv`` (``index,filename``) names the image of each row; ``features.json`` holds
-the dimension, the row count and the model. The matrix is always read memory-mapped.
+the dimension, the row count, the model's id and which model ran and why (``model``, e.g.
+``efficientnet_lite0_int8_full (auto: agreement 0.993 (min 0.988), 1.71x)``). The matrix is always
+read memory-mapped.
 """
 
 import hashlib
@@ -27,6 +29,7 @@ class FeatureMatrix:
     index: pl.DataFrame
     matrix: np.ndarray
     model_id: str
+    model: str = ""  # which model ran and why (ModelSpec.label)
 
     @property
     def dim(self) -> int:
@@ -43,13 +46,13 @@ def _ranges_digest(work: WorkDir, n_rows: int, range_size: int) -> str:
 
 def assemble_features(
     work: WorkDir, manifest: pl.DataFrame, range_size: int, model_id: str, dim: int,
-    class_names: list[str] | None = None,
+    class_names: list[str] | None = None, model: str = "",
 ) -> FeatureMatrix:
     """Stream every range's vectors into ``features.dat`` (skipped when no range changed)."""
     digest = _ranges_digest(work, manifest.height, range_size)
     if work.features_meta.exists() and work.features_dat.exists():
         meta = json.loads(work.features_meta.read_text())
-        if meta.get("ranges_digest") == digest and meta.get("model_id") == model_id:
+        if meta.get("ranges_digest") == digest and meta.get("model_id") == model_id and meta.get("model") == model:
             return load_features(work)
     parts = [read_range_features(work, r) for r in offset_ranges(manifest.height, range_size)]
     parts = [p for p in parts if p is not None and p.index.height]
@@ -72,7 +75,8 @@ def assemble_features(
             top_label=pl.col("top_class").replace_strict(labels, default=None, return_dtype=pl.String))
     write_csv(index.select("index", "filename"), work.features_csv)
     write_parquet(index.with_row_index("row"), work.features_parquet)
-    write_json({"dim": dim, "count": count, "model_id": model_id, "ranges_digest": digest}, work.features_meta)
+    write_json({"dim": dim, "count": count, "model_id": model_id, "model": model, "ranges_digest": digest},
+               work.features_meta)
     return load_features(work)
 
 
@@ -84,7 +88,7 @@ def load_features(work: WorkDir) -> FeatureMatrix:
         matrix = np.memmap(work.features_dat, dtype=np.float32, mode="r", shape=(meta["count"], meta["dim"]))
     else:
         matrix = np.empty((0, meta["dim"]), dtype=np.float32)
-    return FeatureMatrix(index, matrix, meta["model_id"])
+    return FeatureMatrix(index, matrix, meta["model_id"], meta.get("model", ""))
 
 
 def load_binary(path: str | os.PathLike[str], d: int | None = None) -> tuple[list[str], np.ndarray]:

