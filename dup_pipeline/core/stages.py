@@ -215,14 +215,16 @@ def describe_tables(ctx: StageContext) -> list[StageResult]:
 def compute_feature_matrix(ctx: StageContext) -> Metrics:
     model = ctx.config.model
     spec = model.spec()
-    assemble_features(ctx.work, ctx.manifest, ctx.config.range_size, spec.model_id, spec.dim, model.class_names)
+    assemble_features(ctx.work, ctx.manifest, ctx.config.range_size, spec.model_id, spec.dim, model.class_names,
+                      spec.label)
     ctx.forget()
     return {}
 
 
 def describe_feature_matrix(ctx: StageContext) -> list[StageResult]:
     f = ctx.features
-    return [StageResult("feature_matrix", {"rows": f.matrix.shape[0], "dim": f.dim, "model": f.model_id},
+    return [StageResult("feature_matrix", {"rows": f.matrix.shape[0], "dim": f.dim, "model": f.model_id,
+                                          "model_choice": f.model},
                         {"path": ctx.work.features_dat, "csv": ctx.work.features_csv}, f.index.drop("row"))]
 
 
