@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from dup_pipeline.core.config import ModelConfig
+from dup_pipeline.core.config import ModelConfig, PipelineConfig
 from dup_pipeline.core.embed import choice as C
 from dup_pipeline.core.embed.model import FP32_MODEL, INT8_FULL_MODEL, ModelSpec, default_model_spec
+from dup_pipeline.core.pipeline import run_pipeline
+from dup_pipeline_tests.conftest import noise_image, save_image
 
 GOOD = C.Agreement(cosine_min=0.99, cosine_mean=0.995, copy_shift=0.01, top1_agree=True, speedup=1.7)
 SLOW = replace(GOOD, speedup=1.1)
@@ -120,3 +122,29 @@ def test_unreadable_decision_is_measured_again(cache: Path, monkeypatch: pytest.
     decision.write_text("{not json")
     assert C.auto_model_spec().description.startswith(f"{INT8_FULL_MODEL} (auto:")
     assert len(calls) == 3
+
+
+def test_switching_the_auto_choice_re_embeds_every_image(
+    tmp_path: Path, fp32: ModelSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    int8 = C.int8_model_spec(reduce_range=False)  # built once in the shared model cache
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / Path(fp32.path).name).symlink_to(fp32.path)
+    monkeypatch.setattr(C, "default_model_spec", lambda: replace(fp32, path=str(cache / Path(fp32.path).name)))
+    monkeypatch.setattr(C, "int8_model_spec", lambda reduce_range=True: int8)
+    images = tmp_path / "images"
+    for i in range(5):
+        save_image(images / f"{i}.png", noise_image(i))
+    config = PipelineConfig(str(images), str(tmp_path / "work"), range_size=2)
+    _measured_as(monkeypatch, INEXACT, SLOW, GOOD)
+    first = run_pipeline(config, run_mode=1)
+    assert first.features.model.startswith(f"{FP32_MODEL} (auto: int8 below thresholds")
+    assert f"model: {first.features.model}" in "\n".join(first.lines())
+    for decision in cache.glob("model-choice-*.json"):
+        decision.unlink()  # e.g. a new onnxruntime: measured again, int8 qualifies now
+    second = run_pipeline(config, run_mode=1)
+    assert second.features.model.startswith(f"{INT8_FULL_MODEL} (auto: agreement")
+    assert second.embedded == first.embedded == 5
+    assert second.features.model_id != first.features.model_id
+    assert Path(int8.path).stem in second.features.model_id
