@@ -10,8 +10,9 @@ here ``import dup_pipeline as fastdup``), offline (``SENTRY_OPT_OUT=1 FASTDUP_PR
 ``run_sentry=False``). A call is "ok" when it returns without raising, except the bad-argument
 calls, which are "ok" when they raise (notebooks' ``try/except``). "Same columns": both ok and every
 column fastdup returns (each table of a tuple) is among ours; results that are not tables compare
-by kind (int, list, tuple, str, array). Prints one line per call and the totals; ``--json`` writes
-the raw records. fastdup is never imported by this process.
+by kind (int, list, tuple, str, array). Prints one line per call, the totals, and the blur scale's
+agreement (Spearman over the quick start's images, count below the tutorial's 50); ``--json``
+writes the raw records. fastdup is never imported by this process.
 """
 
 import argparse
@@ -207,7 +208,9 @@ def child(impl: str, out: str) -> None:
             if not expect_raise:
                 record["trace"] = traceback.format_exc(limit=-2)[-600:]
         records.append(record)
-    Path(out).write_text(json.dumps(records))
+    stats = namespace["fd"].img_stats()  # the quick start's run: blur per file, for the scale comparison
+    blur = dict(zip(stats["filename"].astype(str), stats["blur"].astype(float)))
+    Path(out).write_text(json.dumps({"records": records, "blur": blur}))
 
 
 def _columns_match(theirs: dict, ours: dict) -> bool:
@@ -233,6 +236,16 @@ def _run(python: str, impl: str, folder: Path, demo: Path) -> list[dict]:
     return json.loads(out.read_text())
 
 
+def _blur_agreement(theirs: dict[str, float], ours: dict[str, float]) -> dict:
+    """Spearman correlation of blur over the files both measured, and how many each flags below 50."""
+    from scipy.stats import spearmanr
+
+    common = sorted(set(theirs) & set(ours))
+    a, b = [theirs[f] for f in common], [ours[f] for f in common]
+    return {"files": len(common), "spearman": round(float(spearmanr(a, b).statistic), 3),
+            "fastdup blur<50": sum(v < 50 for v in a), "ours blur<50": sum(v < 50 for v in b)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fastdup-python", default="/work/fastdup_venv/bin/python")
@@ -246,8 +259,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="fd_calls_") as tmp:
         demo = generate_demo(Path(tmp) / "demo").root
-        theirs = _run(args.fastdup_python, "fastdup", Path(tmp) / "fastdup", demo)
-        ours = _run(sys.executable, "ours", Path(tmp) / "ours", demo)
+        fastdup_out = _run(args.fastdup_python, "fastdup", Path(tmp) / "fastdup", demo)
+        ours_out = _run(sys.executable, "ours", Path(tmp) / "ours", demo)
+    theirs, ours = fastdup_out["records"], ours_out["records"]
     totals = {"calls": len(CALLS), "fastdup ok": 0, "ours ok": 0, "same columns": 0}
     for a, b in zip(theirs, ours):
         same = a["ok"] and b["ok"] and ("result" not in a or _columns_match(a["result"], b["result"]))
@@ -259,8 +273,11 @@ def main() -> None:
               + ("" if b["ok"] else f"  ours: {b.get('error', '')[:110]}")
               + ("" if a["ok"] else f"  fastdup: {a.get('error', '')[:80]}"))
     print(json.dumps(totals))
+    blur = _blur_agreement(fastdup_out["blur"], ours_out["blur"])
+    print(json.dumps({"blur": blur}))
     if args.json:
-        Path(args.json).write_text(json.dumps({"fastdup": theirs, "ours": ours, "totals": totals}, indent=1))
+        Path(args.json).write_text(json.dumps({"fastdup": theirs, "ours": ours, "totals": totals, "blur": blur},
+                                              indent=1))
 
 
 if __name__ == "__main__":

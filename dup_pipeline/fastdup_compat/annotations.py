@@ -73,5 +73,6 @@ def prepare_annotations(annotations: Any, input_dir: InputSpec, subset: list[str
     labels = pd.DataFrame({"filename": names})
     for column in ("label", "split"):
         if column in df.columns:
-            labels[column] = df[column].astype(str).to_numpy()
-    return source, labels, None
+            labels[column] = [None if pd.isna(v) else str(v) for v in df[column]]  # a missing label stays missing
+    present = [c for c in ("label", "split") if c in labels.columns]
+    return source, labels[labels[present].notna().any(axis=1)], None  # a row without label and split says nothing
