@@ -89,7 +89,9 @@ class RunSummary:
             )
         if self.features is not None:
             lines.append(f"feature matrix: {self.features.matrix.shape[0]} x {self.features.dim} "
-                         f"({self.embedded} embedded this run)"
+                         f"({self.embedded} embedded this run"
+                         + (f", {copied} of them copied from byte-identical files"
+                            if (copied := sum(r.copied for r in self.ranges)) else "") + ")"
                          + (f", model: {self.features.model}" if self.features.model else ""))
         if self.graph is not None:
             lines.append(self.graph_line())

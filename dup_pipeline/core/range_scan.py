@@ -78,7 +78,8 @@ def _crop_fields(crop: CropBox | None) -> dict | None:
 
 @dataclass(frozen=True)
 class RangeScanOutcome:
-    """What scanning a range did: rows decoded now, rows reused, bad, good and embedded counts."""
+    """What scanning a range did: rows decoded now, rows reused, bad, good and embedded counts
+    (``copied``: embeddings among ``embedded`` copied from a byte-identical file, not computed)."""
 
     key: str
     rows: int
@@ -87,6 +88,7 @@ class RangeScanOutcome:
     bad: int
     good: int
     embedded: int = 0
+    copied: int = 0
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,11 @@ class _FeatureBatcher:
         self.vectors: list[np.ndarray] = []
         self.top_class: list[np.ndarray] = []
         self.top_score: list[np.ndarray] = []
+        self.copies: list[tuple[int, int]] = []  # (index, index of the byte-identical row embedded)
+
+    def copy(self, index: int, source: int) -> None:
+        """``index`` gets the embedding of ``source``, a file with the same bytes (no model run)."""
+        self.copies.append((index, source))
 
     def add(self, index: int, tensor: np.ndarray, path: str) -> None:
         self.pending.append((index, tensor, path))
@@ -299,6 +306,11 @@ class _FeatureBatcher:
             schema=FEATURE_INDEX_SCHEMA,
         )
         vectors = np.concatenate(self.vectors) if self.vectors else np.empty((0, dim), np.float32)
+        if self.copies:
+            position = {i: p for p, i in enumerate(self.indexes)}
+            rows = [position[source] for _, source in self.copies]
+            copied = index[rows].with_columns(index=pl.Series([i for i, _ in self.copies], dtype=pl.Int64))
+            index, vectors = pl.concat([index, copied]), np.concatenate([vectors, vectors[rows]])
         return RangeFeatures(index, vectors)
 
 
@@ -367,6 +379,8 @@ def scan_range(
                 stat_rows.append(item.stats)
         if item.tensor is not None and batcher is not None:
             batcher.add(index, item.tensor, item.row["path"])
+        elif item.same_as is not None and batcher is not None:
+            batcher.copy(index, item.same_as)
         if advance is not None:
             advance(1)
     bad, stats = old_scan.bad, old_scan.stats
@@ -375,13 +389,13 @@ def scan_range(
         bad = pl.concat([bad.filter(keep), pl.DataFrame(bad_rows, schema=BAD_SCHEMA)]).sort("index")
         stats = pl.concat([stats.filter(keep), pl.DataFrame(stat_rows, schema=STATS_SCHEMA)]).sort("index")
         _commit(folder, "scan", rows, scan_tag, {"bad": bad, "stats": stats})
-    embedded = 0
+    embedded = copied = 0
     if features is not None and batcher is not None:
         fresh = batcher.result(features.embedder.spec.dim)
-        embedded = fresh.index.height
+        embedded, copied = fresh.index.height, len(batcher.copies)
         if feat_todo or not _state_current(folder, "features", rows, feat_tag):
             merged = _merge_features(old_features, feat_keep, fresh)
             _commit(folder, "features", rows, feat_tag, {"index": merged.index},
                     merged.vectors.astype(np.float32, copy=False))
     return RangeScanOutcome(offset_range.key, rows.height, todo.height, rows.height - todo.height,
-                            bad.height, stats.height, embedded)
+                            bad.height, stats.height, embedded, copied)

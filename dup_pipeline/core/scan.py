@@ -1,6 +1,6 @@
 """Decode every file of a manifest slice once: bad files with reasons, statistics for the rest."""
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,12 +72,24 @@ Prepare = Callable[[DecodedImage], np.ndarray]
 
 @dataclass(frozen=True)
 class Processed:
-    """One manifest row after decoding: a bad file, or its statistics and/or model input."""
+    """One manifest row after decoding: a bad file, or its statistics and/or model input.
+
+    ``same_as`` is the manifest index of an earlier row with the same bytes whose model input
+    this row shares: the row was not decoded again, its ``tensor`` is None and its embedding is
+    that row's (copy the vector instead of running the model again).
+    """
 
     row: dict
     bad: BadFile | None = None
     stats: dict | None = None
     tensor: np.ndarray | None = None
+    same_as: int | None = None
+
+    def copied_to(self, row: dict) -> "Processed":
+        """This result for ``row``, a file with the same bytes (its own index, name and size)."""
+        stats = {**self.stats, "index": row["index"], "filename": row["path"], "file_size": row["size"]} \
+            if self.stats is not None else None
+        return Processed(row, self.bad, stats, None, self.row["index"] if self.tensor is not None else self.same_as)
 
 
 def bad_row(row: dict, bad: BadFile) -> dict:
@@ -105,6 +117,21 @@ def _process_row(row: dict, settings: DecodeSettings, want_stats: bool, prepare:
     )
 
 
+def _sources(records: list[dict], wants: Callable[[dict], tuple[bool, bool]]) -> list[int | None]:
+    """For each record, the position of the first earlier record with the same content hash and the
+    same needs (statistics, model input), or None: byte-identical files are decoded once."""
+    first: dict[tuple, int] = {}
+    sources: list[int | None] = []
+    for position, row in enumerate(records):
+        if row["missing"] or row.get("content_hash") is None:
+            sources.append(None)
+            continue
+        key = (row["content_hash"], *wants(row))
+        sources.append(first.get(key))
+        first.setdefault(key, position)
+    return sources
+
+
 def process_rows(
     rows: pl.DataFrame,
     settings: DecodeSettings,
@@ -118,20 +145,43 @@ def process_rows(
 
     Statistics are computed for indexes in ``stats_for`` (all when None) and model inputs with
     ``prepare`` for indexes in ``prepare_for`` (all when None), both in the worker threads, so
-    the consumer (the model) never waits for decoding while memory stays bounded.
+    the consumer (the model) never waits for decoding while memory stays bounded. A file with
+    the same content hash as an earlier row is not decoded again: it gets that row's result
+    (:meth:`Processed.copied_to`, ``same_as`` set when there is a model input to share).
     """
     records = rows.to_dicts()
 
+    def wants(row: dict) -> tuple[bool, bool]:
+        return (stats_for is None or row["index"] in stats_for,
+                prepare is not None and (prepare_for is None or row["index"] in prepare_for))
+
     def job(row: dict) -> Processed:
-        want_stats = stats_for is None or row["index"] in stats_for
-        wants_tensor = prepare is not None and (prepare_for is None or row["index"] in prepare_for)
+        want_stats, wants_tensor = wants(row)
         return _process_row(row, settings, want_stats, prepare if wants_tensor else None)
 
+    sources = _sources(records, wants)
+    copies_left = Counter(s for s in sources if s is not None)
+    kept: dict[int, Processed] = {}  # results that later byte-identical rows copy
+
+    def resolve(position: int, future: Future[Processed] | None) -> Processed:
+        source = sources[position]
+        if future is not None:
+            item = future.result()
+        else:
+            item = kept[source].copied_to(records[position])  # type: ignore[index]
+            copies_left[source] -= 1
+            if not copies_left[source]:
+                del kept[source]  # type: ignore[arg-type]
+        if copies_left[position]:
+            kept[position] = item
+        return item
+
     with ThreadPoolExecutor(max_workers=max(1, resolve_threads(num_threads))) as pool:
-        in_flight: deque[list[Future[Processed]]] = deque()
+        in_flight: deque[list[tuple[int, Future[Processed] | None]]] = deque()
         for start in range(0, len(records), chunk):
-            in_flight.append([pool.submit(job, r) for r in records[start : start + chunk]])
+            in_flight.append([(p, None if sources[p] is not None else pool.submit(job, records[p]))
+                              for p in range(start, min(start + chunk, len(records)))])
             if len(in_flight) > 2:
-                yield from (f.result() for f in in_flight.popleft())
+                yield from (resolve(p, f) for p, f in in_flight.popleft())
         while in_flight:
-            yield from (f.result() for f in in_flight.popleft())
+            yield from (resolve(p, f) for p, f in in_flight.popleft())

@@ -1,0 +1,77 @@
+"""Tests for decoding a manifest slice: byte-identical files are decoded and embedded once."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from dup_pipeline.core import scan as S
+from dup_pipeline.core.embed.model import Embedder
+from dup_pipeline.core.features import load_features
+from dup_pipeline.core.manifest import build_manifest
+from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
+from dup_pipeline.core.workdir import WorkDir
+from dup_pipeline_tests.conftest import noise_image, save_image
+
+
+def _folder(root: Path) -> Path:
+    """a.png, three byte-identical copies of it (b, c, d), e.png, and a corrupt file f.png with its copy g.png."""
+    save_image(root / "a.png", noise_image(1))
+    for name in ("b", "c", "d"):
+        shutil.copy(root / "a.png", root / f"{name}.png")
+    save_image(root / "e.png", noise_image(2))
+    (root / "f.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    shutil.copy(root / "f.png", root / "g.png")
+    return root
+
+
+def test_byte_identical_rows_are_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _folder(tmp_path)
+    manifest = build_manifest(sorted(str(p) for p in root.iterdir()))
+    decoded: list[str] = []
+    real = S.decode_image
+    monkeypatch.setattr(S, "decode_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
+    items = list(S.process_rows(manifest, S.DecodeSettings(), 2, prepare=lambda d: np.asarray(d.image, np.float32),
+                                chunk=2))
+    assert sorted(Path(p).name for p in decoded) == ["a.png", "e.png", "f.png"]
+    by_name = {Path(i.row["path"]).name: i for i in items}
+    assert [Path(i.row["path"]).name for i in items] == sorted(by_name)  # manifest order
+    a = by_name["a.png"]
+    for name in ("b.png", "c.png", "d.png"):
+        copy = by_name[name]
+        assert copy.tensor is None and copy.same_as == a.row["index"]
+        assert copy.stats == {**a.stats, "index": copy.row["index"], "filename": copy.row["path"]}
+    assert by_name["g.png"].bad is not None and by_name["g.png"].bad.reason == by_name["f.png"].bad.reason
+    assert by_name["g.png"].same_as is None and by_name["e.png"].same_as is None
+
+
+def test_a_copy_needing_more_than_its_source_is_decoded(tmp_path: Path) -> None:
+    root = _folder(tmp_path)
+    manifest = build_manifest(sorted(str(p) for p in root.iterdir()))
+    index = dict(zip(manifest["path"].map_elements(lambda p: Path(p).name, return_dtype=pl.String),
+                     manifest["index"], strict=True))
+    items = list(S.process_rows(manifest, S.DecodeSettings(), 2, prepare=lambda d: np.zeros(3, np.float32),
+                                prepare_for={index["b.png"], index["c.png"]}))
+    by_name = {Path(i.row["path"]).name: i for i in items}
+    assert by_name["a.png"].tensor is None and by_name["b.png"].tensor is not None
+    assert by_name["c.png"].same_as == index["b.png"] and by_name["d.png"].same_as is None
+
+
+def test_run_embeds_byte_identical_files_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _folder(tmp_path / "images")
+    embedded: list[int] = []
+    real = Embedder.run
+    monkeypatch.setattr(Embedder, "run", lambda self, prepared, names=None: embedded.append(len(prepared))
+                        or real(self, prepared, names))
+    summary = run_pipeline(PipelineConfig(str(root), str(tmp_path / "work"), range_size=3), run_mode=1)
+    assert sum(embedded) == 3  # a.png (first range), d.png (copy of a in the second range), e.png
+    assert summary.embedded == 5 and sum(r.copied for r in summary.ranges) == 2
+    assert "5 embedded this run, 2 of them copied from byte-identical files" in "\n".join(summary.lines())
+    features = load_features(WorkDir(summary.work_dir))
+    names = [Path(f).name for f in features.index["filename"]]
+    assert names == ["a.png", "b.png", "c.png", "d.png", "e.png"]
+    matrix = np.asarray(features.matrix)
+    assert all(np.array_equal(matrix[0], matrix[i]) for i in (1, 2, 3))
+    assert features.index["top_class"][0] == features.index["top_class"][1]
