@@ -1,5 +1,6 @@
 """Decode every file of a manifest slice once: bad files with reasons, statistics for the rest."""
 
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,6 +44,10 @@ STATS_SCHEMA = {
     "contrast": pl.Float64,
     "blur": pl.Float64,
 }
+
+
+PREFETCH_ITEMS = 256  # rows decoded ahead of the model at most
+PREFETCH_BYTES = 64 << 20  # model inputs decoded ahead at most (224x224 uint8 inputs: 147 KiB each)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,10 @@ def _sources(records: list[dict], wants: Callable[[dict], tuple[bool, bool]]) ->
     return sources
 
 
+def _nbytes(item: Processed) -> int:
+    return item.tensor.nbytes if item.tensor is not None else 0
+
+
 def process_rows(
     rows: pl.DataFrame,
     settings: DecodeSettings,
@@ -139,15 +148,18 @@ def process_rows(
     stats_for: set[int] | None = None,
     prepare: Prepare | None = None,
     prepare_for: set[int] | None = None,
-    chunk: int = 64,
+    max_items: int = PREFETCH_ITEMS,
+    max_bytes: int = PREFETCH_BYTES,
 ) -> Iterator[Processed]:
-    """Decode manifest ``rows`` in threads, in manifest order, two chunks ahead of the consumer.
+    """Decode manifest ``rows`` in threads, in manifest order, ahead of the consumer.
 
     Statistics are computed for indexes in ``stats_for`` (all when None) and model inputs with
     ``prepare`` for indexes in ``prepare_for`` (all when None), both in the worker threads, so
-    the consumer (the model) never waits for decoding while memory stays bounded. A file with
-    the same content hash as an earlier row is not decoded again: it gets that row's result
-    (:meth:`Processed.copied_to`, ``same_as`` set when there is a model input to share).
+    the consumer (the model) never waits for decoding. At most ``max_items`` rows are decoded
+    ahead, and fewer when their model inputs (measured, and estimated for those still decoding)
+    would exceed ``max_bytes``. A file with the same content hash as an earlier row is not decoded
+    again: it gets that row's result (:meth:`Processed.copied_to`, ``same_as`` set when there is a
+    model input to share).
     """
     records = rows.to_dicts()
 
@@ -162,11 +174,36 @@ def process_rows(
     sources = _sources(records, wants)
     copies_left = Counter(s for s in sources if s is not None)
     kept: dict[int, Processed] = {}  # results that later byte-identical rows copy
+    lock = threading.Lock()
+    done = {"bytes": 0, "items": 0, "total": 0, "seen": 0}  # decoded, not yet consumed; all decoded
+    submitted = 0  # futures in the window
+
+    def finished(future: Future[Processed]) -> None:
+        size = _nbytes(future.result()) if future.exception() is None else 0
+        with lock:
+            done["bytes"] += size
+            done["items"] += 1
+            done["total"] += size
+            done["seen"] += 1
+
+    def room(window: deque) -> bool:
+        """Another row may be submitted: the pool has at most two rows per thread waiting, and the
+        inputs decoded (plus those decoding, at the average size so far) stay within the bounds."""
+        with lock:
+            pending = submitted - done["items"]
+            estimate = done["total"] / max(done["seen"], 1)
+            return (pending < 2 * workers and len(window) < max_items
+                    and done["bytes"] + pending * estimate < max_bytes)
 
     def resolve(position: int, future: Future[Processed] | None) -> Processed:
+        nonlocal submitted
         source = sources[position]
         if future is not None:
             item = future.result()
+            submitted -= 1
+            with lock:
+                done["bytes"] -= _nbytes(item)
+                done["items"] -= 1
         else:
             item = kept[source].copied_to(records[position])  # type: ignore[index]
             copies_left[source] -= 1
@@ -176,12 +213,17 @@ def process_rows(
             kept[position] = item
         return item
 
-    with ThreadPoolExecutor(max_workers=max(1, resolve_threads(num_threads))) as pool:
-        in_flight: deque[list[tuple[int, Future[Processed] | None]]] = deque()
-        for start in range(0, len(records), chunk):
-            in_flight.append([(p, None if sources[p] is not None else pool.submit(job, records[p]))
-                              for p in range(start, min(start + chunk, len(records)))])
-            if len(in_flight) > 2:
-                yield from (resolve(p, f) for p, f in in_flight.popleft())
-        while in_flight:
-            yield from (resolve(p, f) for p, f in in_flight.popleft())
+    workers = max(1, resolve_threads(num_threads))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        window: deque[tuple[int, Future[Processed] | None]] = deque()
+        position = 0
+        while position < len(records) or window:
+            while position < len(records) and (not window or room(window)):
+                future = None
+                if sources[position] is None:
+                    future = pool.submit(job, records[position])
+                    future.add_done_callback(finished)
+                    submitted += 1
+                window.append((position, future))
+                position += 1
+            yield resolve(*window.popleft())

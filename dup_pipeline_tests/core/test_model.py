@@ -110,3 +110,14 @@ def test_built_in_model_cache_problems_are_model_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(effnet_lite0, "checkpoint_path", lambda: tmp_path / "broken.pth")
     with pytest.raises(ModelError, match="weights .*broken.pth' cannot be read .*reinstall"):
         effnet_lite0.default_model_path()
+
+
+def test_prepared_inputs_are_8_bit_and_normalized_by_run(tmp_path) -> None:
+    _model(tmp_path / "tiny.onnx")
+    spec = inspect_model(tmp_path / "tiny.onnx", normalization="mean=10,20,30;std=2,4,8")
+    embedder = Embedder(spec)
+    prepared = embedder.prepare(noise_image(3, (40, 24)))
+    assert prepared.dtype == np.uint8 and prepared.shape == (16, 16, 3)  # a quarter of float32's bytes
+    expected = (prepared.reshape(-1, 3).astype(np.float64).mean(axis=0) - [10, 20, 30]) / [2, 4, 8]
+    vectors, _ = embedder.run([prepared])
+    np.testing.assert_allclose(vectors[0], expected / np.linalg.norm(expected), rtol=1e-5)

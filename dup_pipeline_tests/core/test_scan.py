@@ -1,6 +1,8 @@
 """Tests for decoding a manifest slice: byte-identical files are decoded and embedded once."""
 
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ def test_byte_identical_rows_are_decoded_once(tmp_path: Path, monkeypatch: pytes
     real = S.decode_image
     monkeypatch.setattr(S, "decode_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
     items = list(S.process_rows(manifest, S.DecodeSettings(), 2, prepare=lambda d: np.asarray(d.image, np.float32),
-                                chunk=2))
+                                max_items=2))
     assert sorted(Path(p).name for p in decoded) == ["a.png", "e.png", "f.png"]
     by_name = {Path(i.row["path"]).name: i for i in items}
     assert [Path(i.row["path"]).name for i in items] == sorted(by_name)  # manifest order
@@ -75,3 +77,26 @@ def test_run_embeds_byte_identical_files_once(tmp_path: Path, monkeypatch: pytes
     matrix = np.asarray(features.matrix)
     assert all(np.array_equal(matrix[0], matrix[i]) for i in (1, 2, 3))
     assert features.index["top_class"][0] == features.index["top_class"][1]
+
+
+@pytest.mark.parametrize("max_bytes", [4 << 20, 1 << 40])
+def test_decoding_ahead_is_bounded_in_bytes(tmp_path: Path, max_bytes: int) -> None:
+    for i in range(40):
+        save_image(tmp_path / f"{i:02}.png", noise_image(i, (32, 32)))
+    manifest = build_manifest(sorted(str(p) for p in tmp_path.iterdir()))
+    prepared, ahead = [], []
+    lock = threading.Lock()
+
+    def prepare(decoded) -> np.ndarray:  # a 1 MiB model input per image
+        with lock:
+            prepared.append(1)
+        return np.zeros(1 << 20, np.uint8)
+
+    for consumed, _ in enumerate(S.process_rows(manifest, S.DecodeSettings(), 2, prepare=prepare,
+                                                max_bytes=max_bytes), start=1):
+        time.sleep(0.02)  # a slow model
+        ahead.append(len(prepared) - consumed)
+    if max_bytes < 1 << 30:  # 4 MiB: at most 4 decoded inputs waiting, plus the 2 per thread in the pool
+        assert max(ahead) <= 4 + 2 * 2
+    else:  # no byte bound: decoding runs far ahead of the slow model (up to max_items rows)
+        assert max(ahead) > 12

@@ -196,14 +196,16 @@ class Embedder:
         self._inv_std = 1.0 / np.asarray(spec.std, dtype=np.float32)
 
     def prepare(self, rgb: Image.Image) -> np.ndarray:
-        """One image as a normalized HWC float32 array of the model's size (thread-safe)."""
+        """One image resized to the model's size: HWC uint8 (thread-safe). Kept as 8-bit pixels (a
+        quarter of float32's bytes) while it waits for the model; :meth:`run` normalizes the batch."""
         resized = rgb.resize((self.spec.width, self.spec.height), Image.Resampling.BILINEAR)
-        return (np.asarray(resized, dtype=np.float32) - self._mean) * self._inv_std
+        return np.asarray(resized, dtype=np.uint8)
 
     def _run(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
         """The model's outputs for ``prepared``, padded with blank images to the graph's fixed batch size."""
         n = len(prepared)
         batch = np.stack(prepared + [np.zeros_like(prepared[0])] * ((self.spec.batch or n) - n))
+        batch = (batch.astype(np.float32) - self._mean) * self._inv_std
         if self.spec.layout == "NCHW":
             batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
         names = [self.spec.output_name] + ([self.spec.class_output] if self.spec.class_output else [])
