@@ -40,7 +40,7 @@ from dup_pipeline.core.scan import (
     default_threads,
     process_rows,
 )
-from dup_pipeline.core.workdir import WorkDir
+from dup_pipeline.core.workdir import WorkDir, holding_range_lock
 
 SCAN_VERSION = "3"
 FEATURES_VERSION = "3"
@@ -326,6 +326,7 @@ def _merge_features(old: RangeFeatures | None, keep: set[int], new: RangeFeature
     return RangeFeatures(index[order], np.ascontiguousarray(vectors[order]))
 
 
+@holding_range_lock
 def scan_range(
     work: WorkDir,
     manifest: pl.DataFrame,
@@ -342,7 +343,7 @@ def scan_range(
     An image that the crop box of ``features`` misses entirely is a bad file (``bounding_box_outside``).
     """
     folder = work.range_dir(offset_range)
-    remove_temp_files(folder)  # half-written files of a killed run (one writer per range at a time)
+    remove_temp_files(folder)  # half-written files of a killed run (we hold the range lock: one writer)
     _prune(folder)
     rows = range_rows(manifest, offset_range)
     all_indexes = set(rows["index"].to_list())

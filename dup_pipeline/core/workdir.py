@@ -21,6 +21,7 @@ from dup_pipeline.core.ranges import OffsetRange
 
 OUTPUT_FOLDERS = ("ranges", "test", "galleries", "report", "audits")
 LOCK_NAME = ".dup_pipeline.lock"
+RANGE_LOCKS = ".dup_pipeline_range_locks"
 LOCK_POLL_SECONDS = 0.2
 
 
@@ -206,58 +207,17 @@ class WorkDir:
         released by the kernel, so a stale lock file never blocks a new run.
         """
         self.ensure_writable()
-        key = self.root.resolve()
-        with _held_guard:
-            held = _held.get(key)
-            if held is None:
-                try:
-                    fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-                except OSError as exc:
-                    raise WorkDirError(f"work_dir lock file {str(self.lock_file)!r} cannot be opened: "
-                                       f"{exc.strerror or exc}") from None
-                try:
-                    self._acquire(fd, shared, wait, on_wait)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                held = _held[key] = _HeldLock(fd, shared, 0)
-            elif held.shared and not shared:
-                self._acquire(held.fd, False, wait, on_wait)  # upgrade until the outermost release
-                held.shared = False
-            held.count += 1
-        try:
+        with file_lock(self.lock_file, f"work_dir {str(self.root)!r}", shared, wait, on_wait):
             yield self
-        finally:
-            with _held_guard:
-                held.count -= 1
-                if held.count == 0:
-                    del _held[key]
-                    if not held.shared:
-                        os.ftruncate(held.fd, 0)
-                    os.close(held.fd)  # releases the flock
 
-    def _acquire(self, fd: int, shared: bool, wait: float | None, on_wait: Callable[[str], None] | None) -> None:
-        deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise WorkDirError(
-                        f"work_dir {str(self.root)!r} is in use by another run ({holder}): wait for it to finish "
-                        f"or use another work_dir (lock file {self.lock_file})") from None
-                if on_wait is not None:
-                    on_wait(f"waiting for work_dir {str(self.root)!r}, in use by another run ({holder})")
-                    on_wait = None
-                time.sleep(LOCK_POLL_SECONDS)
-            except OSError as exc:  # a filesystem without locks
-                raise WorkDirError(f"work_dir {str(self.root)!r} cannot be locked: {exc.strerror or exc}") from None
-        if not shared:
-            started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()}@{socket.gethostname()} since {started}\n".encode(), 0)
+    @contextlib.contextmanager
+    def range_locked(self, offset_range: OffsetRange) -> Iterator[None]:
+        """Hold one offset range's own lock (waiting for it): two runs that share the work_dir (Dagster
+        steps) never write, or clean up temporary files in, the same range folder at once."""
+        lock_file = self.root / RANGE_LOCKS / f"{offset_range.key}.lock"
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(lock_file, f"offset range {offset_range.key} of work_dir {str(self.root)!r}", wait=None):
+            yield
 
     def ensure_writable(self) -> "WorkDir":
         """Create the folder (with its :attr:`marker`) and prove it is writable, or raise :class:`WorkDirError`."""
@@ -269,6 +229,64 @@ class WorkDir:
         except OSError as exc:
             raise WorkDirError(f"work_dir {str(self.root)!r} is not writable: {exc.strerror or exc}") from None
         return self
+
+
+@contextlib.contextmanager
+def file_lock(lock_file: Path, what: str, shared: bool = False, wait: float | None = 0.0,
+              on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """``flock`` on ``lock_file`` (``what`` names the locked thing in messages); see :meth:`WorkDir.locked`."""
+    key = lock_file.resolve()
+    with _held_guard:
+        held = _held.get(key)
+        if held is None:
+            try:
+                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError as exc:
+                raise WorkDirError(f"lock file {str(lock_file)!r} cannot be opened: {exc.strerror or exc}") from None
+            try:
+                _acquire(fd, lock_file, what, shared, wait, on_wait)
+            except BaseException:
+                os.close(fd)
+                raise
+            held = _held[key] = _HeldLock(fd, shared, 0)
+        elif held.shared and not shared:
+            _acquire(held.fd, lock_file, what, False, wait, on_wait)  # upgrade until the outermost release
+            held.shared = False
+        held.count += 1
+    try:
+        yield
+    finally:
+        with _held_guard:
+            held.count -= 1
+            if held.count == 0:
+                del _held[key]
+                if not held.shared:
+                    os.ftruncate(held.fd, 0)
+                os.close(held.fd)  # releases the flock
+
+
+def _acquire(fd: int, lock_file: Path, what: str, shared: bool, wait: float | None,
+             on_wait: Callable[[str], None] | None) -> None:
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WorkDirError(f"{what} is in use by another run ({holder}): wait for it to finish or use "
+                                   f"another work_dir (lock file {lock_file})") from None
+            if on_wait is not None:
+                on_wait(f"waiting for {what}, in use by another run ({holder})")
+                on_wait = None
+            time.sleep(LOCK_POLL_SECONDS)
+        except OSError as exc:  # a filesystem without locks
+            raise WorkDirError(f"{what} cannot be locked: {exc.strerror or exc}") from None
+    if not shared:
+        started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}@{socket.gethostname()} since {started}\n".encode(), 0)
 
 
 def _read_holder(fd: int) -> str:
@@ -288,5 +306,16 @@ def holding_lock(func: Func) -> Func:
         work = first if isinstance(first, WorkDir) else WorkDir(first.work_dir)
         with work.locked():
             return func(first, *args, **kwargs)
+
+    return locked_call  # type: ignore[return-value]
+
+
+def holding_range_lock(func: Func) -> Func:
+    """Run ``func(work, manifest, offset_range, ...)`` holding that range's lock (:meth:`WorkDir.range_locked`)."""
+
+    @functools.wraps(func)
+    def locked_call(work: WorkDir, manifest: Any, offset_range: OffsetRange, *args: Any, **kwargs: Any) -> Any:
+        with work.range_locked(offset_range):
+            return func(work, manifest, offset_range, *args, **kwargs)
 
     return locked_call  # type: ignore[return-value]

@@ -13,6 +13,9 @@ import pytest
 
 from dup_pipeline.core.errors import WorkDirError
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline, update_manifest
+from dup_pipeline.core.range_scan import scan_range
+from dup_pipeline.core.ranges import OffsetRange
+from dup_pipeline.core.scan import DecodeSettings
 from dup_pipeline.core.workdir import WorkDir
 from dup_pipeline.dagster_defs.resources import DatasetResource
 from dup_pipeline.dagster_defs.scan_assets import build_scan_assets, resource_key
@@ -149,3 +152,35 @@ def test_a_lock_file_that_cannot_be_opened_is_a_work_dir_error(tmp_path):
     with pytest.raises(WorkDirError, match="lock file .* cannot be opened"):
         with work.locked():
             pass
+
+
+RANGE_HOLDER = """
+import sys
+from dup_pipeline.core.ranges import OffsetRange
+from dup_pipeline.core.workdir import WorkDir
+with WorkDir(sys.argv[1]).locked(shared=True), WorkDir(sys.argv[1]).range_locked(OffsetRange.parse(sys.argv[2])):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_two_runs_sharing_the_work_dir_never_scan_one_range_at_once(tmp_path):
+    images, work = tmp_path / "images", tmp_path / "work"
+    _images(images)
+    manifest = update_manifest(WorkDir(work), images)
+    holder = subprocess.Popen([sys.executable, "-c", RANGE_HOLDER, str(work), "0-9"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # e.g. a Dagster step of another run
+    assert holder.stdout.readline().strip() == "locked"
+    in_flight = work / "ranges" / "0-9" / ".scan.rows.abc.parquet.tmp"
+    in_flight.parent.mkdir(parents=True)
+    in_flight.write_bytes(b"partial")  # the other step's half-written file
+    outcomes = []
+    step = threading.Thread(target=lambda: outcomes.append(
+        scan_range(WorkDir(work), manifest, OffsetRange(0, 9), DecodeSettings(), 1)))
+    with WorkDir(work).locked(shared=True):
+        step.start()
+        step.join(1.5)
+        assert step.is_alive() and in_flight.exists()  # waits; deletes nothing of the live step
+        holder.communicate("")
+        step.join(60)
+    assert outcomes[0].rows == 3 and not in_flight.exists()
