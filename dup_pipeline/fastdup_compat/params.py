@@ -136,6 +136,7 @@ def translate(input_dir: InputSpec, work_dir: str, kwargs: dict[str, Any]) -> Ru
         ),
         labels=kwargs.get("annotations"),
         labels_from_folders=bool(kwargs.get("labels_from_folders", False)),
+        report=False,  # like fastdup, pages are drawn on request: fd.vis.*_gallery(), fd.vis.report()
     )
     run_mode = check_run_mode(_int("run_mode", kwargs.get("run_mode", 0)))
     test_dir = kwargs.get("test_dir") or None
