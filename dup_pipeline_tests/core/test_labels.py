@@ -1,16 +1,17 @@
 import os
 import re
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from polars.testing import assert_frame_equal
 
 from dup_pipeline.cli import main
 
 from dup_pipeline.core.label_issues import (
+    ISSUE_COLUMNS,
     LabelConfig,
     label_error_rate,
     label_issues,
@@ -87,14 +88,12 @@ def test_disagreeing_neighbours_are_ambiguous_not_wrong():
     assert flipped.filter(pl.col("index") == 0)["status"].item() == "wrong"
 
 
-def _reference_label_issues(knn: Neighbours, labels: pl.DataFrame, config: LabelConfig) -> pl.DataFrame:
-    """The vote spelled out image by image, neighbour by neighbour (the definition label_issues vectorizes)."""
+def _reference_votes(knn: Neighbours, labels: pl.DataFrame, config: LabelConfig) -> dict[int, dict]:
+    """The vote spelled out image by image, neighbour by neighbour (what label_issues vectorizes)."""
     label_of = {i: lab for i, lab in zip(labels["index"], labels["label"]) if lab is not None}
-    names = dict(zip(labels["index"], labels["filename"]))
-    rows = []
+    found = {}
     for image, sims, ids in zip(knn.rows.tolist(), knn.sims.tolist(), knn.ids.tolist()):
-        own = label_of.get(image)
-        if own is None:
+        if image not in label_of:
             continue
         votes: dict[str, float] = {}
         neighbours = []
@@ -103,21 +102,11 @@ def _reference_label_issues(knn: Neighbours, labels: pl.DataFrame, config: Label
             if other != image and other >= 0 and theirs is not None and sim >= config.min_similarity:
                 votes[theirs] = votes.get(theirs, 0.0) + sim ** config.sharpness
                 neighbours.append(other)
-        total = sum(votes.values())
-        if len(neighbours) < config.min_support or total <= 0:
-            rows.append((image, names[image], own, None, 0.0, "unsupported", None, len(neighbours), neighbours))
-            continue
-        suggested, best = max(votes.items(), key=lambda kv: (kv[1], kv[0] == own))  # ties: first seen
-        status = "ok" if suggested == own else "wrong" if best / total >= config.agreement else "ambiguous"
-        rows.append((image, names[image], own, suggested, 1.0 - votes.get(own, 0.0) / total, status, best / total,
-                     len(neighbours), neighbours))
-    schema = {"index": pl.Int64, "filename": pl.String, "label": pl.String, "suggested_label": pl.String,
-              "score": pl.Float64, "status": pl.String, "agreement": pl.Float64, "support": pl.Int64,
-              "neighbours": pl.List(pl.Int64)}
-    return pl.DataFrame(rows, schema=schema, orient="row").sort(["score", "index"], descending=[True, False])
+        found[image] = {"votes": votes, "neighbours": neighbours, "label": label_of[image]}
+    return found
 
 
-def test_label_issues_equals_the_vote_spelled_out():
+def test_label_issues_are_the_smoothed_vote_judged_by_confident_learning():
     seen = set()
     for seed in range(12):
         rng = np.random.default_rng(seed)
@@ -134,10 +123,52 @@ def test_label_issues_equals_the_vote_spelled_out():
                               schema={"index": pl.Int64, "filename": pl.String, "label": pl.String})
         config = LabelConfig(min_support=int(rng.integers(1, 4)))
         knn = Neighbours(rows, sims, ids, "test")
-        expected = _reference_label_issues(knn, labels, config)
-        assert_frame_equal(label_issues(knn, labels, config), expected, check_exact=False, rel_tol=1e-9)
-        seen |= set(expected["status"])
+        reference = _reference_votes(knn, labels, config)
+        issues = label_issues(knn, labels, config)
+        assert issues.columns == list(ISSUE_COLUMNS) and issues.height == len(reference)
+        assert issues["score"].is_sorted(descending=True)
+        judged = {i: r for i, r in reference.items()
+                  if len(r["neighbours"]) >= config.min_support and sum(r["votes"].values()) > 0}
+        prior = Counter(r["label"] for r in judged.values())
+        own = issues.filter(pl.col("index").is_in(list(judged))).group_by("label").agg(pl.col("label_probability").mean())
+        class_threshold = dict(zip(own["label"], own["label_probability"]))
+        for row in issues.iter_rows(named=True):
+            ref = reference[row["index"]]
+            assert row["neighbours"] == ref["neighbours"] and row["support"] == len(ref["neighbours"])
+            if row["index"] not in judged:
+                assert row["status"] == "unsupported" and row["score"] == 0 and row["suggested_label"] is None
+                continue
+            votes, total = ref["votes"], sum(ref["votes"].values())
+            share = {c: (votes.get(c, 0.0) + config.smoothing * prior[c] / len(judged)) / (total + config.smoothing)
+                     for c in prior}
+            assert row["label_probability"] == pytest.approx(share[row["label"]], rel=1e-9)
+            assert row["score"] == pytest.approx(1 - share[row["label"]], rel=1e-9)  # self-confidence
+            assert row["suggested_probability"] == pytest.approx(max(share.values()), rel=1e-9)
+            assert row["agreement"] == pytest.approx(max(votes.values()) / total, rel=1e-9)
+            if row["status"] in ("wrong", "ambiguous"):
+                assert row["suggested_label"] != row["label"]
+                assert (row["agreement"] >= config.agreement) == (row["status"] == "wrong")
+            assert row["class_threshold"] == pytest.approx(class_threshold[row["label"]], rel=1e-6)
+        seen |= set(issues["status"])
     assert seen == {"ok", "wrong", "ambiguous", "unsupported"}
+
+
+def test_a_flipped_label_in_a_real_sized_class_is_flagged_by_cleanlab_with_its_suggestion():
+    """30 images in three tight clusters; image 0 of cluster 'a' carries 'b': only it is wrong."""
+    rng = np.random.default_rng(0)
+    rows = np.arange(30)
+    cluster = rows // 10
+    ids = np.array([[i, *rng.choice(rows[(cluster == cluster[i]) & (rows != i)], 6, replace=False)] for i in rows])
+    sims = np.full(ids.shape, 0.9, dtype=np.float32)
+    names = np.array(["a", "b", "c"])[cluster].tolist()
+    names[0] = "b"
+    labels = pl.DataFrame({"index": rows, "filename": [f"{i}.jpg" for i in rows], "label": names})
+    issues = label_issues(Neighbours(rows, sims, ids, "test"), labels)
+    flagged = issues.filter(pl.col("status") != "ok")
+    assert flagged["index"].to_list() == [0] and flagged["status"].item() == "wrong"
+    assert flagged["suggested_label"].item() == "a" and flagged["suggested_probability"].item() > 0.9
+    assert issues.row(0, named=True)["index"] == 0  # ranked first
+
 
 def test_bad_label_files_get_clear_errors(demo_dataset, demo_run, tmp_path):
     manifest = pl.read_parquet(f"{demo_run.work_dir}/manifest.parquet")
