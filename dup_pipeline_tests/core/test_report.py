@@ -2,6 +2,7 @@
 
 import base64
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from PIL import Image
 
 from dup_pipeline.core.demo import draw_class_image
+from dup_pipeline.core.errors import ConfigError
+from dup_pipeline.core.image_issues import ISSUES
 from dup_pipeline.core.inputs import discover_files
 from dup_pipeline.core.label_issues import LabelConfig
 from dup_pipeline.core.labels import load_labels
@@ -26,6 +29,7 @@ from dup_pipeline.core.report import (
     create_similarity_gallery,
     create_stats_gallery,
     duplicates_gallery,
+    image_issues_gallery,
     leakage_gallery,
     outliers_gallery,
     report_markdown,
@@ -109,7 +113,7 @@ def test_every_section_renders(demo_report):
     assert demo_report.index_path.name == "index.html"
     index = demo_report.index_path.read_text()
     assert set(demo_report.sections) == {"duplicates", "outliers", "components", "similarity", "dark", "mislabels",
-                                         "bright", "blur", "bad_files", "leakage"}
+                                         "bright", "blur", "bad_files", "leakage", *ISSUES}
     for key, gallery in demo_report.sections.items():
         assert gallery.path == demo_report.index_path.parent / f"{key}.html"
         html = gallery.path.read_text()
@@ -121,7 +125,9 @@ def test_every_section_renders(demo_report):
     leakage = demo_report.sections["leakage"]
     assert not leakage.computed and "Not computed" in leakage.html
     assert not demo_report.sections["mislabels"].computed  # the demo run had no labels
-    assert all(g.computed and g.count for k, g in demo_report.sections.items() if k not in ("leakage", "mislabels"))
+    assert all(g.computed and g.count for k, g in demo_report.sections.items()
+               if k not in ("leakage", "mislabels", *ISSUES))
+    assert all(demo_report.sections[k].computed for k in ISSUES)
     assert demo_report._repr_html_().startswith("<iframe srcdoc=")
 
 
@@ -248,13 +254,14 @@ def test_file_names_are_escaped_on_every_page(xss_work, tmp_path):
     labels = pl.read_parquet(xss_work.manifest).select("index", pl.lit(XSS_LABEL).alias("label"))
     report = build_report(xss_work, tmp_path / "report", labels=labels)
     pages = [report.index_path, *(g.path for g in report.sections.values())]
-    assert len(pages) == 11 and all(g.computed and g.count for g in report.sections.values())
+    assert len(pages) == 11 + len(ISSUES) and all(g.computed for g in report.sections.values())
+    assert all(g.count for k, g in report.sections.items() if k not in ISSUES)
     for page in pages:
         html = page.read_text()
         assert XSS not in html and "<script" not in html, page.name
-        assert XSS_ESCAPED in html, page.name
+        assert XSS_ESCAPED in html or (page.stem in ISSUES and not report.sections[page.stem].count), page.name
     for gallery in report.sections.values():
-        if gallery.path.name != "bad_files.html":
+        if gallery.path.name != "bad_files.html" and gallery.count:
             assert XSS_LABEL not in gallery.html and "&lt;img src=x onerror=alert(2)&gt;" in gallery.html
     assert "<script" not in report.sections["duplicates"]._repr_html_()
 
@@ -288,6 +295,42 @@ def test_fastdup_style_wrappers(demo_work, tmp_path):
     assert comps.path.name == "components.html" and comps.count == 2
     sim = create_similarity_gallery(demo_work.similarity_csv, tmp_path, num_images=3)
     assert sim.path.name == "similarity.html" and sim.count == 3
+
+
+def test_index_shows_the_nearest_similarity_histogram_with_the_cut_offs(demo_work, tmp_path):
+    index = build_report(demo_work, tmp_path, cutoffs={"threshold": 0.8, "ccthreshold": 0.85}).index_path.read_text()
+    svg = re.search(r'<svg class="histogram".*?</svg>', index, re.S).group(0)
+    with np.load(demo_work.knn) as knn:
+        images = len(knn["rows"])
+    counts = [int(n) for n in re.findall(r"<title>[-0-9.]+–[-0-9.]+: (\d+) images</title>", svg)]
+    assert sum(counts) == images  # every image with a vector is in one bar
+    assert ">threshold 0.80</text>" in svg and ">ccthreshold 0.85</text>" in svg
+    same = build_report(demo_work, tmp_path / "same", cutoffs={"threshold": 0.9, "ccthreshold": 0.9})
+    assert ">threshold = ccthreshold 0.90</text>" in same.index_path.read_text()
+    weakest = pl.read_parquet(demo_work.outliers_parquet)["distance"].max()
+    assert f"outliers up to {weakest:.2f}" in svg
+
+
+def test_image_issue_galleries_list_the_images_made_to_have_them(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(5):
+        draw_class_image("waves", rng).save(images / f"w{i}.png")
+    Image.fromarray(rng.integers(0, 255, (40, 400, 3), dtype=np.uint8)).save(images / "panorama.png")
+    Image.fromarray(rng.integers(0, 255, (120, 120), dtype=np.uint8), "L").save(images / "gray.png")
+    Image.new("RGB", (120, 120), (90, 100, 110)).save(images / "flat.png")
+    run_pipeline(PipelineConfig(images, str(tmp_path / "work")), features=False)
+    work = WorkDir(tmp_path / "work")
+    report = build_report(work)
+    shown = {k: {Path(n).name for n in re.findall(r'title="([^"]+\.png)"', report.sections[k].html)} for k in ISSUES}
+    assert "panorama.png" in shown["odd_aspect_ratio"] and "gray.png" in shown["grayscale"]
+    assert shown["near_constant"] == {"flat.png"}
+    assert report.sections["near_constant"].total == 1
+    loose = image_issues_gallery(work, tmp_path / "nc.html", issue="near_constant", thresholds="near_constant=300")
+    assert loose.total == 8  # every image is below a standard deviation of 300
+    with pytest.raises(ConfigError, match="issue must be one of"):
+        image_issues_gallery(work, issue="blurry")
 
 
 def test_stats_only_run_degrades_gracefully(tmp_path):

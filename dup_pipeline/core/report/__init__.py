@@ -9,6 +9,7 @@ from dup_pipeline.core.report.galleries import (
     create_similarity_gallery,
     create_stats_gallery,
     duplicates_gallery,
+    image_issues_gallery,
     leakage_gallery,
     outliers_gallery,
     similarity_gallery,
@@ -26,7 +27,7 @@ from dup_pipeline.core.report.thumbnails import thumbnail_uri
 __all__ = [
     "Gallery", "Report", "Summary", "bad_files_gallery", "build_report", "component_gallery",
     "create_components_gallery", "create_duplicates_gallery", "create_outliers_gallery",
-    "create_similarity_gallery", "create_stats_gallery", "duplicates_gallery", "leakage_gallery",
+    "create_similarity_gallery", "create_stats_gallery", "duplicates_gallery", "image_issues_gallery", "leakage_gallery",
     "outliers_gallery", "report_markdown", "similarity_gallery", "stats_gallery",
     "thumbnail_uri",
 ]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
+from dup_pipeline.core.errors import ConfigError
+from dup_pipeline.core.image_issues import ISSUES, issue_thresholds
 from dup_pipeline.core.report import sections
 from dup_pipeline.core.report.data import WorkTables
 from dup_pipeline.core.report.render import (
@@ -75,6 +77,18 @@ def stats_gallery(work: WorkLike, save_path: SavePath = None, num_images: int = 
         raise ValueError(f"metric must be a column name, got {metric!r}")
     return _gallery(metric, lambda t: sections.stats(t, metric, num_images, descending), work, save_path,
                     labels, **options)
+
+
+def image_issues_gallery(work: WorkLike, save_path: SavePath = None, num_images: int = 20,
+                         labels: pl.DataFrame | None = None, issue: str = "grayscale",
+                         thresholds: dict[str, float] | str | None = None, **options) -> Gallery:
+    """Images with one image issue (``<issue>.html``): ``odd_aspect_ratio``, ``odd_size``,
+    ``grayscale``, ``low_information`` or ``near_constant``; ``thresholds`` override the defaults."""
+    if issue not in ISSUES:
+        raise ConfigError(f"issue must be one of {', '.join(ISSUES)}, got {issue!r}")
+    limits = issue_thresholds(thresholds) if thresholds is not None else None
+    return _gallery(issue, lambda t: sections.image_issue(t, issue, num_images, limits), work, save_path, labels,
+                    **options)
 
 
 def component_gallery(work: WorkLike, save_path: SavePath = None, num_images: int = 20,

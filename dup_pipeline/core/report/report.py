@@ -1,15 +1,18 @@
 """The HTML report: an overview page linking every gallery, with summary counts and previews."""
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from dup_pipeline.core.atomic import write_text
+from dup_pipeline.core.image_issues import ISSUES
 from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.report import galleries as g
 from dup_pipeline.core.report.data import WorkTables
+from dup_pipeline.core.report.histogram import histogram_svg
 from dup_pipeline.core.report.render import (
     Gallery,
     NavLink,
@@ -29,6 +32,11 @@ PAGES = (  # key (the page is <key>.html), navigation label, gallery function, i
     ("dark", "Dark", g.stats_gallery, {"metric": "dark"}),
     ("bright", "Bright", g.stats_gallery, {"metric": "bright"}),
     ("blur", "Blurry", g.stats_gallery, {"metric": "blur"}),
+    ("odd_aspect_ratio", "Aspect", g.image_issues_gallery, {"issue": "odd_aspect_ratio"}),
+    ("odd_size", "Size", g.image_issues_gallery, {"issue": "odd_size"}),
+    ("grayscale", "Gray", g.image_issues_gallery, {"issue": "grayscale"}),
+    ("low_information", "Low info", g.image_issues_gallery, {"issue": "low_information"}),
+    ("near_constant", "Constant", g.image_issues_gallery, {"issue": "near_constant"}),
     ("mislabels", "Labels", g.label_gallery, {}),
     ("bad_files", "Bad files", g.bad_files_gallery, {}),
     ("leakage", "Leakage", g.leakage_gallery, {}),
@@ -106,8 +114,11 @@ def _nav(current: str) -> list[NavLink]:
 
 def build_report(work: WorkDir | str | os.PathLike[str], save_dir: str | os.PathLike[str] | None = None,
                  labels: pl.DataFrame | None = None, num_images: int = 20, dataset_name: str | None = None,
-                 inline: bool = True) -> Report:
-    """Write ``index.html`` and every gallery into ``save_dir`` (default ``<work_dir>/report``)."""
+                 inline: bool = True, cutoffs: Mapping[str, float] | None = None) -> Report:
+    """Write ``index.html`` and every gallery into ``save_dir`` (default ``<work_dir>/report``).
+
+    ``cutoffs``: the run's ``threshold`` and ``ccthreshold``, marked on the histogram of
+    nearest-neighbour similarities (default: as recorded in ``graph.json``, if any)."""
     work = work if isinstance(work, WorkDir) else WorkDir(work)
     folder = Path(save_dir).absolute() if save_dir is not None else work.root / "report"
     common = {"labels": labels, "inline": inline, "dataset_name": dataset_name}
@@ -117,7 +128,8 @@ def build_report(work: WorkDir | str | os.PathLike[str], save_dir: str | os.Path
     tables = WorkTables(work, labels)
     summary = summarize(tables)
     html = render("index", **page_context(tables, _nav("overview"), dataset_name), key="overview",
-                  title="Image dataset report", s=summary, g=sections)
+                  title="Image dataset report", s=summary, g=sections, histogram=histogram_svg(tables, cutoffs),
+                  issues=[(name, spec.title) for name, spec in ISSUES.items()])
     index = write_text(html, folder / "index.html")
     return Report(index, sections, summary, html)
 

@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import polars as pl
 
+from dup_pipeline.core.image_issues import IMAGE_ISSUES_FILE, ISSUES, image_issues, issue_thresholds
 from dup_pipeline.core.report.data import WorkTables
 from dup_pipeline.core.report.render import Section
 from dup_pipeline.core.report.thumbnails import prefetch
@@ -114,6 +115,30 @@ def stats(t: WorkTables, metric: str, num_images: int, descending: bool | None) 
     value_label = {"mean": "mean luminance", "blur": "sharpness"}.get(column, column)
     return Section(metric, title, description, "grid", items, valid.height, note="No image statistics.",
                    extra={"value_label": value_label, "digits": digits})
+
+
+def image_issue(t: WorkTables, issue: str, num_images: int, thresholds: dict[str, float] | None = None) -> Section:
+    """Images with one cleanvision-style issue, worst first: from ``image_issues.parquet`` when the
+    pipeline wrote it (its thresholds) and no ``thresholds`` are given, else from the statistics."""
+    spec = ISSUES[issue]
+    limits = issue_thresholds(thresholds)
+    found = t.table(t.work.root / IMAGE_ISSUES_FILE) if thresholds is None else None
+    if found is None:
+        stats = t.table(t.work.image_stats_parquet)
+        if stats is None:
+            return _not_computed(issue, spec.title, "grid", t.work.image_stats_parquet,
+                                 "image statistics were not computed")
+        found = image_issues(stats, limits)
+    flagged = found.filter(pl.col(issue))
+    score = pl.col(spec.score)
+    worst = (score.log().abs() if spec.two_sided else score).alias("_worst")
+    rows = flagged.with_columns(worst).sort(["_worst", "index"], descending=[spec.two_sided, False])
+    rows = rows.head(num_images).to_dicts()
+    prefetch([r["filename"] for r in rows])
+    items = [Item(t.tile(r["filename"], r["index"]), r[spec.score]) for r in rows]  # None: a grayscale file
+    return Section(issue, spec.title, spec.description.format(t=limits[issue]) + " Worst first.", "grid", items,
+                   flagged.height, note="No image has this issue.",
+                   extra={"value_label": spec.score.replace("_", " "), "digits": 2})
 
 
 def _component_group(t: WorkTables, info: dict, rows: list[dict]) -> Group:
