@@ -54,6 +54,13 @@ def _is_relative(source: Any) -> bool:
     return isinstance(first, (str, os.PathLike)) and bool(str(first)) and not os.path.isabs(first)
 
 
+def _check_exists(name: str, folder: Any) -> None:
+    """A local input that does not exist is a bad argument (fastdup raises too); URLs are checked later."""
+    if isinstance(folder, (str, os.PathLike)) and str(folder) and "://" not in str(folder) \
+            and not os.path.exists(folder):
+        raise ConfigError(f"{name} {str(folder)!r} does not exist")
+
+
 def _split_filter(df: pl.DataFrame, split: str | list[str] | None, column: str = "split") -> pl.DataFrame:
     if split is None:
         return df
@@ -105,6 +112,8 @@ class Fastdup:
         self.input_dir = input_dir if input_dir is not None else self.input_dir
         if self.input_dir is None:
             raise ConfigError("input_dir is required (fastdup.create(work_dir, input_dir) or run(input_dir=...))")
+        _check_exists("input_dir", self.input_dir)
+        _check_exists("test_dir", kwargs.get("test_dir"))
         source, labels, boxes = prepare_annotations(annotations, self.input_dir, subset)
         request = translate(source, self.work_dir, {**kwargs, "annotations": labels})
         if overwrite:  # only once every parameter is known to be valid

@@ -98,9 +98,12 @@ def test_bad_parameters_raise_and_failures_return_1(demo_dataset, tmp_path, capl
     for message, kwargs in cases.items():
         with pytest.raises(ConfigError, match=re.escape(message)):
             fd.run(**kwargs)
+    with pytest.raises(ConfigError, match="input_dir .* does not exist"):
+        fastdup.create(str(tmp_path / "w2"), str(tmp_path / "missing")).run()
     assert not (tmp_path / "w" / "manifest.parquet").exists()  # refused before any work
-    assert fastdup.create(str(tmp_path / "w2"), str(tmp_path / "missing")).run() == 1
-    assert "dup_pipeline run failed" in caplog.text
+    (tmp_path / "empty").mkdir()  # a failure during the run: logged, 1
+    assert fastdup.create(str(tmp_path / "w3"), str(tmp_path / "empty")).run() == 1
+    assert "dup_pipeline run failed" in caplog.text and "no image files" in caplog.text
 
 
 def test_num_images_and_overwrite(demo_dataset, tmp_path):
