@@ -287,9 +287,11 @@ def mislabels(t: WorkTables, num_images: int) -> Section:
             f"labeled {r['label']} \u2192 suggested {r['suggested_label']}",
             [Item(t.tile(paths[i], i)) for i in neighbours[:MAX_MEMBERS]],
             max(0, len(neighbours) - MAX_MEMBERS),
-            (("score", _fmt(r["score"])), ("agreement", _fmt(r["agreement"])), ("labeled neighbours", str(r["support"]))),
+            (("score", _fmt(r["score"])), ("suggested probability", _fmt(r.get("suggested_probability"))),
+             ("agreement", _fmt(r["agreement"])), ("labeled neighbours", str(r["support"]))),
             verdict, head=t.tile(r["filename"], r["index"]), head_caption=f"given label: {r['label']}"))
     return Section("mislabels", title,
-                   "Images whose nearest neighbours mostly carry another label (score = 1 - the neighbours' "
-                   "similarity-weighted vote for the given label), with those neighbours; ambiguous ones after.",
+                   "Images whose label cleanlab's confident learning flags, judged from their nearest neighbours' "
+                   "labels (score = 1 - the probability of the given label), with those neighbours; ambiguous ones "
+                   "(the neighbours' vote is split) after.",
                    "groups", groups, flagged.height, note="No label looks wrong.")
