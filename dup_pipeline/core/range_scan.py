@@ -121,20 +121,23 @@ def _indexes_digest(table: pl.DataFrame) -> str:
     return hashlib.blake2b(table["index"].to_numpy().astype("<i8").tobytes(), digest_size=16).hexdigest()
 
 
-def _marker_names(folder: Path, product: str) -> dict[str, str]:
+def _read_marker(folder: Path, product: str) -> dict | None:
+    """The product's marker as written (None when absent, unreadable or of the old layout)."""
     try:
-        return dict(json.loads((folder / f"{product}.json").read_text())["files"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        state = json.loads((folder / f"{product}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), dict) for k in ("files", "indexes")):
+        return None
+    return state
 
 
 def _marker(folder: Path, product: str) -> dict | None:
     """The product's commit marker, when every file it names is there."""
-    names = _marker_names(folder, product)
-    if not names or not all((folder / name).is_file() for name in names.values()):
+    state = _read_marker(folder, product)
+    if state is None or not all((folder / name).is_file() for name in state["files"].values()):
         return None
-    state = json.loads((folder / f"{product}.json").read_text())
-    return state if isinstance(state.get("indexes"), dict) else None
+    return state
 
 
 def _read_table(folder: Path, state: dict, role: str) -> pl.DataFrame | None:
@@ -173,7 +176,7 @@ def _prune(folder: Path) -> None:
     killed run wrote without committing them."""
     keep = {f"{product}.json" for product in PRODUCTS}
     for product in PRODUCTS:
-        keep.update(_marker_names(folder, product).values())
+        keep.update((_read_marker(folder, product) or {"files": {}})["files"].values())
     for path in folder.glob("*"):
         if path.name not in keep and path.is_file():
             path.unlink(missing_ok=True)
