@@ -139,6 +139,25 @@ def component_filters(work: WorkDir, labels: pl.DataFrame | None, slice_: Any, g
     return {work.components_parquet: members, work.components_info_csv: info}
 
 
+def component_order(filters: dict[Path, Filter], work: WorkDir, sort_by: str, ascending: bool,
+                    num_images: int) -> dict[Path, Filter]:
+    """Choose the ``num_images`` components first by ``sort_by`` (``comp_size`` or a column of
+    ``components_info.csv``) in ``ascending`` order; the page lists the chosen ones largest first."""
+    if sort_by == "comp_size" and not ascending:
+        return filters
+    column = "count" if sort_by == "comp_size" else sort_by
+    before = filters.get(work.components_info_csv)
+
+    def choose(info: pl.DataFrame) -> pl.DataFrame:
+        info = before(info) if before is not None else info
+        if column not in info.columns:
+            raise ConfigError(f"sort_by must be 'comp_size' or one of {info.columns}, got {sort_by!r}")
+        return info.filter(pl.col("count") > 1).sort([column, "component_id"], descending=[not ascending, False],
+                                                     nulls_last=True).head(num_images)
+
+    return {**filters, work.components_info_csv: choose}
+
+
 def render(name: str, build: Callable[[WorkTables], Section], work: WorkDir, save_path: Any,
            labels: pl.DataFrame | None, filters: dict[Path, Filter], lazy_load: bool = False,
            max_width: int | None = None, **ignored: Any) -> Gallery:

@@ -96,16 +96,14 @@ class Visualizer:
                           min_items: int | None = None, max_items: int | None = None, sort_by: str = "comp_size",
                           ascending: bool = False, show: bool = True, get_label_func: Any = None,
                           metric: str | None = None, **options: Any) -> int:
-        """Groups of similar images, largest first (``components.html``); ``group_by='label'`` groups the
-        images of components by label."""
-        if sort_by != "comp_size" or ascending:
-            raise ConfigError("component_gallery draws the largest components first: sort_by must be 'comp_size' "
-                              "and ascending False (sort fd.connected_components_grouped(sort_by, ascending) "
-                              "for other orders)")
+        """Groups of similar images (``components.html``): the ``num_images`` first by ``sort_by``
+        (``comp_size`` or a ``components_info.csv`` column) and ``ascending``, drawn largest first;
+        ``group_by='label'`` groups the images of components by label."""
         if metric not in (None, "size"):
             raise ConfigError(f"metric must be None or 'size' (component size), got {metric!r}")
         labels = self._labels(label_col, get_label_func)
-        filters = opt.component_filters(self._fd.work, labels, slice, group_by)
+        filters = opt.component_order(opt.component_filters(self._fd.work, labels, slice, group_by), self._fd.work,
+                                      sort_by, ascending, num_images)
         self._render("components", lambda t: sections.components(t, num_images, min_items or 2, max_items),
                      save_path, show, labels, filters, options)
         return 0

@@ -93,6 +93,11 @@ def test_duplicates_notebook(fd, cwd, truth, tmp_path):
     copies = [(DATA + a, DATA + b) for a, b in truth["exact_duplicates"]]
     assert all((a in doomed) != (b in doomed) for a, b in copies)  # exactly one of each pair goes
     assert all(os.path.exists(f) for f in doomed)  # dry run
+    for ascending in (False, True):  # the largest component has the planted near-duplicates, the smallest not
+        assert fd.vis.component_gallery(num_images=1, sort_by="comp_size", ascending=ascending,
+                                        save_path=str(tmp_path / str(ascending))) == 0
+        page = (tmp_path / str(ascending) / "components.html").read_text()
+        assert ("_resized_jpeg" in page) != ascending
     folder = tmp_path / "train"
     shutil.copytree(cwd / "demo" / "images" / "train", folder)
     removed = fastdup.remove_duplicates(str(folder), work_dir=str(tmp_path / "w"), dry_run=False)
