@@ -96,7 +96,7 @@ def image_issues(stats: pl.DataFrame, thresholds: Mapping[str, float] | None = N
     )
     flags = {}
     for name, spec in ISSUES.items():
-        t, score = limits[name], pl.col(spec.score)
+        t, score = limits[name], pl.col(spec.score).fill_nan(None)  # NaN is unknown, not an issue
         flag = (score > t) | (score < 1 / t) if spec.two_sided else score < t
         if name == "grayscale":
             flag = pl.when(score.is_null()).then(pl.col("gray_file")).otherwise(flag)

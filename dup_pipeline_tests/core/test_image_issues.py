@@ -64,3 +64,10 @@ def test_statistics_without_entropy_and_colour_judge_grayscale_from_the_file_mod
 def test_bad_thresholds_are_config_errors_naming_the_issue(value, named):
     with pytest.raises(ConfigError, match=named):
         issue_thresholds(value)
+
+
+def test_an_unknown_score_is_no_issue():
+    stats = _stats_table({"a": noise_image(1), "b": noise_image(2)}).with_columns(
+        pl.Series("stdv", [float("nan"), 40.0]), pl.Series("width", [0, 96]))
+    issues = image_issues(stats)
+    assert issues["issues"].to_list() == [[], []]
