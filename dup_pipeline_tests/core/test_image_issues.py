@@ -68,6 +68,6 @@ def test_bad_thresholds_are_config_errors_naming_the_issue(value, named):
 
 def test_an_unknown_score_is_no_issue():
     stats = _stats_table({"a": noise_image(1), "b": noise_image(2)}).with_columns(
-        pl.Series("stdv", [float("nan"), 40.0]), pl.Series("width", [0, 96]))
+        pl.Series("stdv", [float("nan"), 40.0]), pl.Series("width", [0, 96]), pl.Series("height", [0, 64]))
     issues = image_issues(stats)
     assert issues["issues"].to_list() == [[], []]
