@@ -68,6 +68,6 @@ def test_bad_thresholds_are_config_errors_naming_the_issue(value, named):
 
 def test_an_unknown_score_is_no_issue():
     stats = _stats_table({"a": noise_image(1), "b": noise_image(2)}).with_columns(
-        pl.Series("stdv", [float("nan"), 40.0]), pl.Series("width", [0, 96]), pl.Series("height", [0, 64]))
+        width=pl.lit(0), height=pl.lit(0))  # sizes unknown: aspect and size ratios are 0/0
     issues = image_issues(stats)
-    assert issues["issues"].to_list() == [[], []]
+    assert issues["aspect_ratio"].is_nan().all() and issues["issues"].to_list() == [[], []]
