@@ -37,7 +37,6 @@ from dup_pipeline.core.range_scan import (
     SCAN_VERSION,
     RangeScanOutcome,
     is_range_current,
-    range_files,
     range_rows,
     read_range_features,
     read_range_scan,
@@ -647,7 +646,7 @@ def _range_done(ctx: StageContext, offset_range: OffsetRange, tag: str) -> bool:
     """The range's state matches the manifest and settings, and its files hold what the state recorded."""
     work = ctx.work
     return (is_range_current(work, ctx.manifest, offset_range, ctx.config.decode, tag)
-            and read_range_features(work, offset_range) is not None and bool(range_files(work, offset_range, "scan")))
+            and read_range_features(work, offset_range) is not None)
 
 
 def _current_range(ctx: StageContext, offset_range: OffsetRange, advance) -> RangeScanOutcome:

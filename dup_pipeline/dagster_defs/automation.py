@@ -14,7 +14,13 @@ import polars as pl
 
 from dup_pipeline.core.changes import InputChanges, input_changes
 from dup_pipeline.dagster_defs.resources import DatasetResource
-from dup_pipeline.dagster_defs.scan_assets import dataset_resource, partition_keys, range_partitions, resource_key
+from dup_pipeline.dagster_defs.scan_assets import (
+    dataset_resource,
+    partition_keys,
+    range_partitions,
+    resource_key,
+    sync_partitions,
+)
 
 DATASET_TAG = "dup_pipeline/dataset"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -39,6 +45,15 @@ def expected_partitions(ds: DatasetResource) -> tuple[list[str], InputChanges]:
     return partition_keys(ds, known_rows + len(changes.added)), changes
 
 
+def register_partitions(instance: dg.DagsterInstance, dataset: str, ds: DatasetResource) -> list[str]:
+    """Register the partitions the next audit of ``dataset`` needs (and delete those of another range
+    size); return them in order. Generates the demo dataset first when it is configured and missing."""
+    ds.ensure_input()
+    keys, _ = expected_partitions(ds)
+    sync_partitions(instance, range_partitions(dataset), keys)
+    return keys
+
+
 def audit_request(dataset: str, keys: list[str], run_key: str | None = None, **tags: str) -> dg.RunRequest:
     """A run of the audit job over the partitions ``keys`` (in registration order: first to last)."""
     return dg.RunRequest(run_key=run_key, job_name=f"{dataset}_audit_job",
@@ -47,7 +62,6 @@ def audit_request(dataset: str, keys: list[str], run_key: str | None = None, **t
 
 def build_audit_schedule(dataset: str, settings: DatasetResource) -> dg.ScheduleDefinition:
     """Run the audit on ``settings.audit_cron`` (stopped until an operator turns it on)."""
-    partitions = range_partitions(dataset)
 
     @dg.schedule(name=f"{dataset}_audit_schedule", job_name=f"{dataset}_audit_job",
                  cron_schedule=settings.audit_cron, default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -55,18 +69,8 @@ def build_audit_schedule(dataset: str, settings: DatasetResource) -> dg.Schedule
                  description=f"Re-audit {dataset}: only stale ranges and assets whose inputs changed are recomputed.")
     def audit_schedule(context: dg.ScheduleEvaluationContext):
         ds = dataset_resource(context, dataset)
-        ds.ensure_input()
-        keys, _ = expected_partitions(ds)
-        if not keys:
-            return dg.SkipReason(f"{ds.input_dir} has no image files")
-        existing = context.instance.get_dynamic_partitions(partitions.name)
-        stale = [k for k in existing if k not in keys]
-        for key in stale:  # e.g. after range_size changed
-            context.instance.delete_dynamic_partition(partitions.name, key)
-        new = [k for k in keys if k not in existing]
-        if new:
-            context.instance.add_dynamic_partitions(partitions.name, new)
-        return audit_request(dataset, keys)
+        keys = register_partitions(context.instance, dataset, ds)
+        return audit_request(dataset, keys) if keys else dg.SkipReason(f"{ds.input_dir} has no image files")
 
     return audit_schedule
 

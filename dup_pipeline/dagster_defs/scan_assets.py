@@ -12,7 +12,6 @@ from dup_pipeline.core.progress import logging_progress
 from dup_pipeline.core.range_scan import (
     FEATURES_VERSION,
     SCAN_VERSION,
-    range_files,
     read_range_features,
     read_range_scan,
 )
@@ -131,22 +130,20 @@ def build_scan_assets(dataset: str) -> list[dg.AssetsDefinition]:
 
     def _range_metadata(context, ctx: StageContext, offset_range: OffsetRange, outcome, embed: bool) -> None:
         """Each partition's own counts, preview and files."""
-        common = {"rows": outcome.rows, "decoded_this_run": outcome.decoded, "reused": outcome.reused,
-                  "reused_range": outcome.decoded == 0}
         work, selected = ctx.work, context.selected_asset_keys
-        scan, scan_files = read_range_scan(work, offset_range), range_files(work, offset_range, "scan")
+        common = {"rows": outcome.rows, "decoded_this_run": outcome.decoded, "reused": outcome.reused,
+                  "reused_range": outcome.decoded == 0, **file_metadata(work.range_dir(offset_range))}
+        scan = read_range_scan(work, offset_range)
         if bad_key in selected:
-            context.add_asset_metadata({**common, "bad_files": outcome.bad, "preview": markdown_table(scan.bad),
-                                        **file_metadata(scan_files["bad"])},
+            context.add_asset_metadata({**common, "bad_files": outcome.bad, "preview": markdown_table(scan.bad)},
                                        asset_key=bad_key, partition_key=offset_range.key)
         if stats_key in selected:
-            context.add_asset_metadata({**common, "images": scan.stats.height, "preview": markdown_table(scan.stats),
-                                        **file_metadata(scan_files["stats"])},
+            context.add_asset_metadata({**common, "images": scan.stats.height, "preview": markdown_table(scan.stats)},
                                        asset_key=stats_key, partition_key=offset_range.key)
         if embed:
             part = read_range_features(work, offset_range)
-            context.add_asset_metadata({**common, "vectors": part.index.height, "embedded_this_run": outcome.embedded,
-                                        **file_metadata(range_files(work, offset_range, "features")["vectors"])},
+            context.add_asset_metadata({**common, "vectors": part.index.height if part is not None else 0,
+                                        "embedded_this_run": outcome.embedded},
                                        asset_key=features_key, partition_key=offset_range.key)
 
     return [file_manifest, scan_offset_ranges]
