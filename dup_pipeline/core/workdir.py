@@ -201,7 +201,8 @@ class WorkDir:
 
         Exclusive by default; ``shared=True`` lets steps that write only their own offset range run
         side by side while excluding every exclusive holder. Re-entrant within a process (nested
-        calls and the steps of an in-process Dagster run share it). ``wait`` is how many seconds
+        calls and the steps of an in-process Dagster run share it; an exclusive request inside a
+        shared hold is a :class:`WorkDirError`). ``wait`` is how many seconds
         to wait for another process's lock (None: as long as it takes; ``on_wait`` is told who
         holds it once); then :class:`WorkDirError` names the holder. A dead process's lock is
         released by the kernel, so a stale lock file never blocks a new run.
@@ -234,7 +235,10 @@ class WorkDir:
 @contextlib.contextmanager
 def file_lock(lock_file: Path, what: str, shared: bool = False, wait: float | None = 0.0,
               on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """``flock`` on ``lock_file`` (``what`` names the locked thing in messages); see :meth:`WorkDir.locked`."""
+    """``flock`` on ``lock_file`` (``what`` names the locked thing in messages); see :meth:`WorkDir.locked`.
+
+    Re-entrant per process: a nested or concurrent request of this process shares the lock it
+    holds (a shared lock is never upgraded: that would release it for a moment)."""
     key = lock_file.resolve()
     with _held_guard:
         held = _held.get(key)
@@ -248,10 +252,14 @@ def file_lock(lock_file: Path, what: str, shared: bool = False, wait: float | No
             except BaseException:
                 os.close(fd)
                 raise
-            held = _held[key] = _HeldLock(fd, shared, 0)
-        elif held.shared and not shared:
-            _acquire(held.fd, lock_file, what, False, wait, on_wait)  # upgrade until the outermost release
-            held.shared = False
+            held = _held.get(key)  # another thread of this process may have taken it while this one waited
+            if held is None:
+                held = _held[key] = _HeldLock(fd, shared, 0)
+            else:
+                os.close(fd)
+        if held.shared and not shared:
+            raise WorkDirError(f"{what} is held shared by this process (an offset-range step): it cannot be "
+                               "locked exclusively inside it")
         held.count += 1
     try:
         yield
@@ -267,6 +275,8 @@ def file_lock(lock_file: Path, what: str, shared: bool = False, wait: float | No
 
 def _acquire(fd: int, lock_file: Path, what: str, shared: bool, wait: float | None,
              on_wait: Callable[[str], None] | None) -> None:
+    """Take the flock, polling until ``wait`` runs out; called holding ``_held_guard``, which is let go
+    while sleeping so the process's other threads can take and release their locks meanwhile."""
     deadline = None if wait is None else time.monotonic() + wait
     while True:
         try:
@@ -280,7 +290,11 @@ def _acquire(fd: int, lock_file: Path, what: str, shared: bool, wait: float | No
             if on_wait is not None:
                 on_wait(f"waiting for {what}, in use by another run ({holder})")
                 on_wait = None
-            time.sleep(LOCK_POLL_SECONDS)
+            _held_guard.release()
+            try:
+                time.sleep(LOCK_POLL_SECONDS)
+            finally:
+                _held_guard.acquire()
         except OSError as exc:  # a filesystem without locks
             raise WorkDirError(f"{what} cannot be locked: {exc.strerror or exc}") from None
     if not shared:

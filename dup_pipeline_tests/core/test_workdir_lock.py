@@ -113,15 +113,18 @@ def test_shared_holders_run_side_by_side_and_exclude_an_exclusive_run(tmp_path):
 
 def test_lock_is_reentrant_within_a_process(tmp_path):
     work = WorkDir(tmp_path / "work")
-    with work.locked(shared=True):
-        with work.locked():  # upgraded: nobody else holds it
-            with WorkDir(tmp_path / "work").locked(shared=True):
-                pass
+    with work.locked():
+        with WorkDir(tmp_path / "work").locked(), work.locked(shared=True):  # nested calls share it
+            pass
         assert f"pid {os.getpid()}@" in work.lock_file.read_text()
         holder = subprocess.run([sys.executable, "-c", HOLDER, str(work.root), "shared"], input="",
                                 capture_output=True, text=True, timeout=60)
         assert holder.returncode == 1 and "in use by another run" in holder.stderr
     assert work.lock_file.read_text() == ""
+    with work.locked(shared=True):
+        with pytest.raises(WorkDirError, match="held shared by this process"):
+            with work.locked():  # an upgrade would drop the shared lock for a moment
+                pass
 
 
 def test_dagster_steps_wait_for_another_run_and_range_steps_share_the_lock(tmp_path):
@@ -164,6 +167,11 @@ with WorkDir(sys.argv[1]).locked(shared=True), WorkDir(sys.argv[1]).range_locked
 """
 
 
+def _take_and_release(work: WorkDir) -> None:
+    with work.locked():
+        pass
+
+
 def test_two_runs_sharing_the_work_dir_never_scan_one_range_at_once(tmp_path):
     images, work = tmp_path / "images", tmp_path / "work"
     _images(images)
@@ -177,10 +185,16 @@ def test_two_runs_sharing_the_work_dir_never_scan_one_range_at_once(tmp_path):
     outcomes = []
     step = threading.Thread(target=lambda: outcomes.append(
         scan_range(WorkDir(work), manifest, OffsetRange(0, 9), DecodeSettings(), 1)))
+    other = threading.Thread(target=_take_and_release, args=(WorkDir(tmp_path / "other"),), daemon=True)
     with WorkDir(work).locked(shared=True):
         step.start()
         step.join(1.5)
-        assert step.is_alive() and in_flight.exists()  # waits; deletes nothing of the live step
-        holder.communicate("")
+        waited = step.is_alive() and in_flight.exists()  # waits; deletes nothing of the live step
+        other.start()
+        other.join(10)
+        other_blocked = other.is_alive()
+        holder.communicate("")  # released in any case, so a failure never hangs the test
         step.join(60)
+    assert waited
+    assert not other_blocked  # this process's other locks worked while one of its threads waited
     assert outcomes[0].rows == 3 and not in_flight.exists()
