@@ -140,6 +140,7 @@ result = fd3.run(annotations=od, overwrite=True, num_images=10000)
     # bad arguments raise (ok = raised)
     ("bad argument raises: threshold", "RAISES; fastdup.create(work_dir='w6', input_dir='demo/images').run(threshold='high')"),
     ("bad argument raises: turi_param", "RAISES; fastdup.create(work_dir='w7', input_dir='demo/images').run(turi_param='nnmodel=7')"),
+    ("bad argument raises: missing input_dir", "RAISES; fastdup.create(work_dir='w8', input_dir='no/such/dir').run()"),
 ]
 
 
@@ -188,7 +189,7 @@ def child(impl: str, out: str) -> None:
         width = 1280
     namespace = {"fastdup": fastdup, "pd": pd, "np": np, "os": os, "IMPL": impl, "D": width,
                  "Q": "demo/images/train/circles/circles_000.jpg"}
-    records = []
+    records, blur = [], {}
     for name, code in CALLS:
         expect_raise = code.startswith("RAISES;")
         code = code.removeprefix("RAISES;")
@@ -208,8 +209,9 @@ def child(impl: str, out: str) -> None:
             if not expect_raise:
                 record["trace"] = traceback.format_exc(limit=-2)[-600:]
         records.append(record)
-    stats = namespace["fd"].img_stats()  # the quick start's run: blur per file, for the scale comparison
-    blur = dict(zip(stats["filename"].astype(str), stats["blur"].astype(float)))
+        if name == "img_stats" and record["ok"]:  # the quick start's blur per file, for the scale comparison
+            stats = namespace["result"]  # (fastdup's feature_vector later overwrites its work_dir)
+            blur = dict(zip(stats["filename"].astype(str), stats["blur"].astype(float)))
     Path(out).write_text(json.dumps({"records": records, "blur": blur}))
 
 

@@ -139,6 +139,29 @@ def component_filters(work: WorkDir, labels: pl.DataFrame | None, slice_: Any, g
     return {work.components_parquet: members, work.components_info_csv: info}
 
 
+def neighbours_table(pairs: pl.DataFrame, labels: pl.DataFrame | None, threshold: float | None,
+                     slice_: Any) -> pl.DataFrame:
+    """fastdup's ``similarity_gallery`` result: one row per image with its neighbours as lists."""
+    if threshold is not None:
+        pairs = pairs.filter(pl.col("distance") >= threshold)
+    both = pl.concat([
+        pairs.select("from", "to", "distance", "filename_from", "filename_to"),
+        pairs.select(pl.col("to").alias("from"), pl.col("from").alias("to"), "distance",
+                     pl.col("filename_to").alias("filename_from"), pl.col("filename_from").alias("filename_to")),
+    ])
+    scored = labels is not None and slice_ in PAIR_SLICES
+    if labels is not None:
+        both = _label_of(labels, _label_of(labels, both, "from", "label"), "to", "label2").with_columns(
+            (pl.col("label") == pl.col("label2")).fill_null(False).cast(pl.Float64).alias("_same"))
+    grouped = both.sort(["from", "distance"], descending=[False, True]).group_by("from", maintain_order=True).agg(
+        pl.col("to"), pl.col("distance"), pl.col("filename_from").first(), pl.col("filename_to"),
+        *([pl.col("label"), pl.col("label2")] if labels is not None else []),
+        *([(100.0 * pl.col("_same").mean()).alias("score"), pl.len().alias("length")] if scored else []))
+    if not scored:
+        return grouped.sort(pl.col("distance").list.first(), descending=True)
+    return grouped.sort(["score", "length"], descending=slice_ == "same")
+
+
 def component_order(filters: dict[Path, Filter], work: WorkDir, sort_by: str, ascending: bool,
                     num_images: int) -> dict[Path, Filter]:
     """Choose the ``num_images`` components first by ``sort_by`` (``comp_size`` or a column of

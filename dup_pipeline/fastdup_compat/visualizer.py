@@ -111,8 +111,11 @@ class Visualizer:
     def similarity_gallery(self, save_path: str | Path | None = None, label_col: str | None = None,
                            num_images: int = 20, slice: Any = None, threshold: float | None = None,
                            show: bool = True, get_label_func: Any = None, **options: Any) -> pd.DataFrame:
-        """Each image with its most similar images (``similarity.html``); returns the pairs drawn
-        (``from, to, distance, filename_from, filename_to``, + ``label, label2`` with labels)."""
+        """Each image with its most similar images (``similarity.html``). Returns fastdup's table, one row
+        per image: ``from, to`` (list), ``distance`` (list), ``filename_from, filename_to`` (list), with
+        labels ``label``/``label2`` (lists), and with ``slice='diff'``/``'same'`` the ``score`` (% of
+        neighbours with the image's label, lowest/highest first) and ``length``. The page shows the pairs
+        whose labels differ (``'diff'``) or agree (``'same'``)."""
         options.pop("ascending", None)  # images with most neighbours come first
         labels = self._labels(label_col, get_label_func)
         keep = opt.pair_filter(labels, slice, "from", "to")
@@ -120,15 +123,9 @@ class Visualizer:
         self._render("similarity", lambda t: sections.similarity(t, num_images, threshold), save_path, show, labels,
                      {work.similarity_parquet: keep} if keep else {}, options)
         pairs = self._fd._named(pl.read_parquet(work.similarity_parquet))
-        if keep is not None:
+        if keep is not None and slice not in opt.PAIR_SLICES:
             pairs = keep(pairs)
-        if threshold is not None:
-            pairs = pairs.filter(pl.col("distance") >= threshold)
-        if labels is not None:  # fastdup's names for the two images' labels
-            for id_column, name in (("from", "label"), ("to", "label2")):
-                pairs = pairs.join(labels.select(pl.col("index").alias(id_column), pl.col("label").alias(name)),
-                                   on=id_column, how="left")
-        return pairs.to_pandas()
+        return opt.neighbours_table(pairs, labels, threshold, slice).to_pandas()
 
     def label_gallery(self, save_path: str | Path | None = None, num_images: int = 20, show: bool = True,
                       **options: Any) -> int:

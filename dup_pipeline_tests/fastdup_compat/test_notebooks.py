@@ -118,9 +118,13 @@ def test_labelled_notebook(labelled, truth, tmp_path):
     assert fd.vis.component_gallery(slice="circles", save_path=str(tmp_path)) == 0
     page = (tmp_path / "components.html").read_text()
     assert "circles_" in page and "waves_00" not in page
-    diff = fd.vis.similarity_gallery(slice="diff", save_path=str(tmp_path))
-    labels = fd.img_stats().set_index("index")["label"]
-    assert len(diff) and (labels.loc[diff["from"]].to_numpy() != labels.loc[diff["to"]].to_numpy()).all()
+    diff = fd.vis.similarity_gallery(slice="diff", save_path=str(tmp_path))  # fastdup's: one row per image
+    assert list(diff.columns[:3]) == ["from", "to", "distance"] and {"label", "label2", "score", "length"} <= set(
+        diff.columns)
+    assert diff["score"].is_monotonic_increasing and (diff["length"] == diff["to"].apply(len)).all()
+    row = diff.iloc[0]
+    assert row["score"] == 100 * np.mean([other == row["label"][0] for other in row["label2"]])
+    assert {DATA + f for f in truth["wrong_labels"]} & set(diff.loc[diff["score"] < 50, "filename_from"])
     assert fd.vis.component_gallery(group_by="label", save_path=str(tmp_path / "by_label")) == 0
     assert fd.vis.duplicates_gallery(label_col="split", lazy_load=True, max_width=900,
                                      save_path=str(tmp_path / "lazy")) == 0
