@@ -115,13 +115,16 @@ def _confident_learning(given: np.ndarray, probs: np.ndarray, config: LabelConfi
     sub = probs[:, present] / probs[:, present].sum(axis=1, keepdims=True)
     labels = remap[given]
     thresholds = np.full(probs.shape[1], np.nan)
+    if len(present) < 2:  # one class: nothing to confuse it with
+        thresholds[present] = 1.0
+        return np.zeros(len(given), bool), np.ones(len(given)), thresholds
     with warnings.catch_warnings():  # "too few examples" warnings: small classes are handled below
         warnings.simplefilter("ignore")
         quality = get_label_quality_scores(labels, sub, method=config.rank_by)
         thresholds[present] = get_confident_thresholds(labels, sub)
-        if len(present) < 2:  # one class: nothing to confuse it with
-            return np.zeros(len(given), bool), quality, thresholds
         issues = find_label_issues(labels, sub, filter_by=config.filter_by, n_jobs=1)
+    # an undefined score (e.g. entropy weights of a single image) falls back to self-confidence
+    quality = np.where(np.isfinite(quality), quality, sub[np.arange(len(labels)), labels])
     return issues | (small & (sub.argmax(axis=1) != labels)), quality, thresholds
 
 

@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from dup_pipeline.cli import main
 
 from dup_pipeline.core.label_issues import (
+    FILTERS,
     ISSUE_COLUMNS,
+    RANK_METHODS,
     LabelConfig,
     label_error_rate,
     label_issues,
@@ -238,3 +240,19 @@ def test_labels_csv_error_on_the_command_line_exits_1_without_traceback(tmp_path
     assert result.exit_code == 1, result.output
     assert f"labels file '{tmp_path / 'labels.csv'}' has a header (filename,label) but no rows" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_every_cleanlab_filter_and_ranking_copes_with_tiny_and_single_class_sets():
+    """Random small graphs (one image, one class, classes of one image) with every filter_by / rank_by."""
+    for seed in range(230, 300):
+        rng = np.random.default_rng(seed)
+        n, k = int(rng.integers(1, 40)), int(rng.integers(1, 6))
+        rows = np.arange(n)
+        knn = Neighbours(rows, rng.uniform(0, 1, (n, k)).astype(np.float32), rng.choice(rows, (n, k)), "test")
+        names = rng.choice([f"c{j}" for j in range(int(rng.integers(1, 6)))], n).tolist()
+        labels = pl.DataFrame({"index": rows, "filename": [f"{i}.jpg" for i in rows], "label": names})
+        config = LabelConfig(filter_by=FILTERS[seed % len(FILTERS)], rank_by=RANK_METHODS[seed % len(RANK_METHODS)],
+                             min_support=1)
+        issues = label_issues(knn, labels, config)
+        assert issues.height == n and issues["score"].is_finite().all(), (seed, config)
+        assert ((issues["score"] >= 0) & (issues["score"] <= 1)).all(), (seed, config)
