@@ -10,9 +10,10 @@ import click
 import polars as pl
 from tqdm import tqdm
 
+from dup_pipeline.core.clean import CLEAN_LIST, CLEAN_PARQUET, DROPPED_PARQUET, clean_list, write_clean_list
 from dup_pipeline.core.config import SETTINGS_FIELDS, Settings
 from dup_pipeline.core.demo import generate_demo
-from dup_pipeline.core.errors import DupPipelineError, exit_code
+from dup_pipeline.core.errors import DupPipelineError, WorkDirError, exit_code
 from dup_pipeline.core.pipeline import (
     RUN_MODES,
     PipelineConfig,
@@ -144,6 +145,30 @@ def report(work_dir: Path, save_dir: Path | None, num_images: int) -> None:
     labels = pl.read_parquet(work.labels_parquet) if work.labels_parquet.exists() else None
     with _reported_errors(), work.locked():  # not while a run writes this work_dir
         click.echo(f"report: {build_report(work, save_dir, labels=labels, num_images=num_images).index_path}")
+
+
+@main.command()
+@click.argument("work_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Only print what would be dropped and why; write nothing.")
+@click.option("--exclude-outliers", is_flag=True, help="Also drop outliers.")
+@click.option("--exclude-wrong-labels", is_flag=True, help="Also drop images whose label is likely wrong.")
+def clean(work_dir: Path, dry_run: bool, exclude_outliers: bool, exclude_wrong_labels: bool) -> None:
+    """The files of an analysed WORK_DIR to keep for training: bad files, all but one image of each
+    duplicate group (and optionally outliers and wrong labels) dropped, each with its reason."""
+    work = WorkDir(work_dir)
+    with _reported_errors(), work.locked():
+        if not work.bad_files_parquet.exists():
+            raise WorkDirError(f"{work_dir} has no analysis yet ({work.bad_files_parquet} not found): "
+                               "run `dup-pipeline run INPUT WORK_DIR` first")
+        make = clean_list if dry_run else write_clean_list
+        result = make(work, exclude_outliers, exclude_wrong_labels)
+    for row in result.dropped.iter_rows(named=True):
+        click.echo(f"drop {row['filename']}: {row['reason']}")
+    reasons = ", ".join(f"{k} {v}" for k, v in result.reasons().items())
+    click.echo(f"keep {result.keep.height} files, drop {result.dropped.height}" + (f" ({reasons})" if reasons else ""))
+    if not dry_run:
+        click.echo(f"clean list: {work.root / CLEAN_LIST} and {work.root / CLEAN_PARQUET} "
+                   f"(dropped, with reasons: {work.root / DROPPED_PARQUET})")
 
 
 @main.command("make-demo")

@@ -75,3 +75,31 @@ def test_cli_run_mode_needing_existing_outputs_on_an_empty_work_dir(tmp_path):
     result = CliRunner().invoke(main, ["run", str(tmp_path / "imgs"), str(tmp_path / "w"), "--run-mode", "4"])
     assert result.exit_code == 1 and "Usage:" not in result.output
     assert "run modes 2 and 4 need existing features" in result.output
+
+
+def test_clean_drops_bad_files_and_all_but_one_of_each_duplicate_group(demo_dataset, tmp_path):
+    work = tmp_path / "work"
+    runner = CliRunner()
+    assert runner.invoke(main, ["run", str(demo_dataset.images), str(work), "--quiet",
+                                "--labels", str(demo_dataset.labels)]).exit_code == 0
+    truth = demo_dataset.ground_truth()
+    root = str(demo_dataset.images) + "/"
+    dry = runner.invoke(main, ["clean", str(work), "--dry-run", "--exclude-wrong-labels"])
+    assert dry.exit_code == 0, dry.output
+    dropped = {line.split(": ", 1)[0].removeprefix("drop " + root): line.split(": ", 1)[1]
+               for line in dry.output.splitlines() if line.startswith("drop ")}
+    assert {f for f, why in dropped.items() if why.startswith("bad")} == set(truth["bad_files"])
+    for a, b in truth["exact_duplicates"]:  # exactly one of each byte-identical pair is kept
+        assert (a in dropped) != (b in dropped)
+    assert {f for f, why in dropped.items() if why.startswith("wrong_label")} <= set(truth["wrong_labels"])
+    keep_line = dry.output.splitlines()[-1]
+    assert keep_line.startswith(f"keep {84 - len(dropped)} files, drop {len(dropped)} (")
+    # the run already wrote the clean list without wrong-label exclusion; the dry run wrote nothing new
+    kept = (work / "clean_manifest.txt").read_text().splitlines()
+    assert len(kept) == 84 - len([w for w in dropped.values() if not w.startswith("wrong_label")])
+    real = runner.invoke(main, ["clean", str(work), "--exclude-wrong-labels"])
+    assert real.exit_code == 0 and "clean list:" in real.output
+    assert len((work / "clean_manifest.txt").read_text().splitlines()) == 84 - len(dropped)
+    assert pl.read_parquet(work / "clean_dropped.parquet").height == len(dropped)
+    empty = runner.invoke(main, ["clean", str(tmp_path)])
+    assert empty.exit_code == 1 and "run `dup-pipeline run" in empty.output

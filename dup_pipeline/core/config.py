@@ -96,6 +96,8 @@ class PipelineConfig:
     labels_from_folders: bool = False
     label_config: LabelConfig = field(default_factory=LabelConfig)
     report: bool = True
+    exclude_outliers: bool = False  # the clean list also drops outliers
+    exclude_wrong_labels: bool = False  # the clean list also drops images whose label is likely wrong
 
     def __post_init__(self) -> None:
         check_range_size(self.range_size)
@@ -162,6 +164,9 @@ class Settings:
                                  fastdup=("annotations",))
     labels_from_folders: bool = _option(PipelineConfig, "labels_from_folders",
                                         "Labels from folder names (train/cat/x.jpg: label cat, split train).")
+    exclude_outliers: bool = _option(PipelineConfig, "exclude_outliers", "The clean list also drops outliers.")
+    exclude_wrong_labels: bool = _option(PipelineConfig, "exclude_wrong_labels",
+                                         "The clean list also drops images whose label is likely wrong.")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -182,6 +187,7 @@ class Settings:
                               ccthreshold=self.ccthreshold, lower_threshold=self.lower_threshold,
                               run_cc=self.run_cc, run_pagerank=self.run_pagerank, run_degree=self.run_degree),
             labels=self.labels, labels_from_folders=self.labels_from_folders,
+            exclude_outliers=self.exclude_outliers, exclude_wrong_labels=self.exclude_wrong_labels,
         )
 
 

@@ -24,6 +24,7 @@ import polars as pl
 
 from dup_pipeline.core.atomic import remove_temp_files, write_json, write_parquet
 from dup_pipeline.core.audit import write_audit_summary
+from dup_pipeline.core.clean import CLEAN_LIST, CLEAN_PARQUET, DROPPED_PARQUET, CleanList, write_clean_list
 from dup_pipeline.core.config import PipelineConfig
 from dup_pipeline.core.errors import InputError
 from dup_pipeline.core.features import FeatureMatrix, assemble_features, load_features
@@ -437,6 +438,22 @@ def describe_report(ctx: StageContext) -> list[StageResult]:
                         markdown=report_markdown(Report(path, {}, summary)))]
 
 
+def compute_clean(ctx: StageContext) -> Metrics:
+    write_clean_list(ctx.work, ctx.config.exclude_outliers, ctx.config.exclude_wrong_labels)
+    return {}
+
+
+def describe_clean(ctx: StageContext) -> list[StageResult]:
+    root = ctx.work.root
+    keep, dropped = pl.read_parquet(root / CLEAN_PARQUET), pl.read_parquet(root / DROPPED_PARQUET)
+    reasons = CleanList(keep, dropped).reasons()
+    return [StageResult("clean_manifest", {"keep": keep.height, "dropped": dropped.height,
+                                           "keep_fraction": keep.height / max(keep.height + dropped.height, 1),
+                                           **{f"dropped_{k}": v for k, v in reasons.items()}},
+                        {"path": root / CLEAN_PARQUET, "list": root / CLEAN_LIST, "dropped": root / DROPPED_PARQUET},
+                        dropped)]
+
+
 def compute_audit(ctx: StageContext) -> Metrics:
     write_audit_summary(ctx.work)
     return {}
@@ -541,6 +558,14 @@ STAGES: tuple[Stage, ...] = (
           "HTML report: an overview page with summary counts linking galleries of duplicates, outliers, groups, "
           "similar images, dark/bright/blurry images, likely wrong labels, bad files and leakage "
           "(self-contained pages with inline thumbnails; file names escaped).", frozenset({"html"})),
+    Stage("clean_manifest", ("clean_manifest",), ("dataset_tables", "components", "outliers", "label_issues"),
+          compute_clean, describe_clean,
+          lambda c: {"outliers": c.config.exclude_outliers, "wrong_labels": c.config.exclude_wrong_labels},
+          lambda w: [w.root / CLEAN_PARQUET, w.root / CLEAN_LIST, w.root / DROPPED_PARQUET],
+          "The files to keep for training: bad files out, one representative per duplicate group (most pixels), "
+          "outliers and likely wrong labels out when exclude_outliers / exclude_wrong_labels are set: "
+          "clean_manifest.parquet (index, filename), clean_manifest.txt (one path a line) and clean_dropped.parquet "
+          "(index, filename, reason).", frozenset({"parquet", "text"})),
     Stage("audit_summary", ("audit_summary",), ("dataset_tables", "similarity", "outliers", "label_issues",
                                                 "leakage"), compute_audit, describe_audit, lambda c: None,
           lambda w: [w.root / "audit_summary.md"],

@@ -1,0 +1,78 @@
+"""The clean list: the files to keep for training, and why each other file is dropped.
+
+Dropped: bad files (their error code), every member of a duplicate group but one (the group's
+representative: the most pixels, then the lowest index), and, when asked, outliers and images
+whose label is likely wrong. Duplicate groups are the connected components (pairs at or above
+``ccthreshold``, verified), or byte-identical files when components were not computed.
+"""
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from dup_pipeline.core.atomic import write_parquet, write_text
+from dup_pipeline.core.manifest import exact_duplicate_groups
+from dup_pipeline.core.workdir import WorkDir
+
+CLEAN_PARQUET = "clean_manifest.parquet"
+CLEAN_LIST = "clean_manifest.txt"
+DROPPED_PARQUET = "clean_dropped.parquet"
+
+
+@dataclass(frozen=True)
+class CleanList:
+    """``keep``: ``index, filename``; ``dropped``: ``index, filename, reason`` (first reason wins)."""
+
+    keep: pl.DataFrame
+    dropped: pl.DataFrame
+
+    def reasons(self) -> dict[str, int]:
+        """Dropped files per reason kind (``bad``, ``duplicate``, ``outlier``, ``wrong_label``)."""
+        kinds = self.dropped["reason"].str.split(":").list.first()
+        return dict(sorted(zip(*kinds.value_counts(sort=True).to_dict(as_series=False).values())))
+
+
+def _groups(work: WorkDir, manifest: pl.DataFrame) -> pl.DataFrame:
+    """``index, group`` for every image in a duplicate group."""
+    if work.components_parquet.exists():
+        cc = pl.read_parquet(work.components_parquet).filter(pl.col("count") > 1)
+        return cc.select(pl.col("__id").alias("index"), pl.col("component_id").cast(pl.Int64).alias("group"))
+    groups = exact_duplicate_groups(manifest).with_row_index("group")
+    return groups.explode("indexes").select(pl.col("indexes").alias("index"), pl.col("group").cast(pl.Int64))
+
+
+def clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labels: bool = False) -> CleanList:
+    """Which files of ``work``'s manifest to keep, and why the others are dropped."""
+    manifest = pl.read_parquet(work.manifest).select("index", pl.col("path").alias("filename"), "missing")
+    reasons = [pl.read_parquet(work.bad_files_parquet).select("index", ("bad: " + pl.col("error_code")).alias("reason"))]
+    stats = pl.read_parquet(work.image_stats_parquet).select("index", (pl.col("width") * pl.col("height")).alias("px"))
+    groups = _groups(work, manifest).join(stats, on="index", how="inner").join(manifest, on="index")
+    if groups.height:
+        ranked = groups.sort(["group", "px", "index"], descending=[False, True, False])
+        representative = ranked.group_by("group", maintain_order=True).first().select(
+            "group", pl.col("index").alias("rep"), pl.col("filename").alias("rep_name"))
+        reasons.append(ranked.join(representative, on="group").filter(pl.col("index") != pl.col("rep")).select(
+            "index", ("duplicate: of " + pl.col("rep_name")).alias("reason")))
+    if exclude_outliers and work.outliers_parquet.exists():
+        outliers = pl.read_parquet(work.outliers_parquet)
+        reasons.append(outliers.select(pl.col("outlier").alias("index"), pl.format(
+            "outlier: nearest similarity {}", pl.col("distance").round(3)).alias("reason")))
+    if exclude_wrong_labels and work.label_issues_parquet.exists():
+        wrong = pl.read_parquet(work.label_issues_parquet).filter(pl.col("status") == "wrong")
+        reasons.append(wrong.select("index", pl.format("wrong_label: {} (suggested {})", "label",
+                                                       "suggested_label").alias("reason")))
+    dropped = (pl.concat([r.with_columns(pl.col("index").cast(pl.Int64)) for r in reasons])
+               .unique("index", keep="first", maintain_order=True)
+               .join(manifest.select("index", "filename"), on="index").select("index", "filename", "reason")
+               .sort("index"))
+    keep = manifest.filter(~pl.col("missing")).join(dropped, on="index", how="anti").select("index", "filename")
+    return CleanList(keep.sort("index"), dropped)
+
+
+def write_clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labels: bool = False) -> CleanList:
+    """``clean_manifest.parquet`` and ``clean_manifest.txt`` (one path a line) to keep; ``clean_dropped.parquet``."""
+    clean = clean_list(work, exclude_outliers, exclude_wrong_labels)
+    write_parquet(clean.keep, work.root / CLEAN_PARQUET)
+    write_text("".join(f"{name}\n" for name in clean.keep["filename"]), work.root / CLEAN_LIST)
+    write_parquet(clean.dropped, work.root / DROPPED_PARQUET)
+    return clean
