@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -45,6 +46,7 @@ from dup_pipeline.core.workdir import WorkDir, holding_range_lock
 SCAN_VERSION = "3"
 FEATURES_VERSION = "3"
 PRODUCTS = ("scan", "features")
+T = TypeVar("T")
 ROW_KEY = ("index", "path", "size", "mtime_ns", "content_hash", "missing")
 FEATURE_INDEX_SCHEMA = {"index": pl.Int64, "top_class": pl.Int64, "top_score": pl.Float32}
 
@@ -219,12 +221,28 @@ def is_range_current(work: WorkDir, manifest: pl.DataFrame, offset_range: Offset
     return all(_state_current(folder, product, rows, tag) for product, tag in products.items())
 
 
-def _read_scan(folder: Path) -> ScanResult | None:
-    state = _marker(folder, "scan")
-    if state is None:
-        return None
+def _read_committed(folder: Path, product: str, read: Callable[[dict], T | None]) -> T | None:
+    """``read(marker)`` of the product's committed files. When they cannot be read because a
+    writer committed a newer generation meanwhile (and deleted these files), read that one."""
+    state = _marker(folder, product)
+    while state is not None:
+        found = read(state)
+        if found is not None:
+            return found
+        newer = _marker(folder, product)
+        if newer == state:
+            return None  # these files are damaged: the product counts as not computed
+        state = newer
+    return None
+
+
+def _scan_files(folder: Path, state: dict) -> ScanResult | None:
     bad, stats = _read_table(folder, state, "bad"), _read_table(folder, state, "stats")
     return None if bad is None or stats is None else ScanResult(bad, stats)
+
+
+def _read_scan(folder: Path) -> ScanResult | None:
+    return _read_committed(folder, "scan", lambda state: _scan_files(folder, state))
 
 
 def _empty_scan() -> ScanResult:
@@ -236,11 +254,8 @@ def read_range_scan(work: WorkDir, offset_range: OffsetRange) -> ScanResult:
     return _read_scan(work.range_dir(offset_range)) or _empty_scan()
 
 
-def read_range_features(work: WorkDir, offset_range: OffsetRange) -> RangeFeatures | None:
-    """A range's embeddings (memory-mapped), or None when they were never computed."""
-    folder = work.range_dir(offset_range)
-    state = _marker(folder, "features")
-    index = _read_table(folder, state, "index") if state is not None else None
+def _feature_files(folder: Path, state: dict) -> RangeFeatures | None:
+    index = _read_table(folder, state, "index")
     if index is None:
         return None
     try:
@@ -248,6 +263,12 @@ def read_range_features(work: WorkDir, offset_range: OffsetRange) -> RangeFeatur
     except (OSError, KeyError, ValueError):
         return None
     return RangeFeatures(index, vectors) if vectors.ndim == 2 and vectors.shape[0] == index.height else None
+
+
+def read_range_features(work: WorkDir, offset_range: OffsetRange) -> RangeFeatures | None:
+    """A range's embeddings (memory-mapped), or None when they were never computed."""
+    folder = work.range_dir(offset_range)
+    return _read_committed(folder, "features", lambda state: _feature_files(folder, state))
 
 
 def range_files(work: WorkDir, offset_range: OffsetRange, product: str) -> dict[str, Path]:

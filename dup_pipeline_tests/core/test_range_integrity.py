@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from dup_pipeline.core import range_scan
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, run_pipeline, update_manifest
 from dup_pipeline.core.range_scan import read_range_features, scan_range
@@ -137,3 +138,26 @@ def test_bounding_box_outside_every_image_is_a_config_error(tmp_path):
     config = _mean_color_config(tmp_path, images, bounding_box="row_y=500,col_x=0,height=10,width=10")
     with pytest.raises(ConfigError, match="bounding_box lies outside every one of the 3 decodable images"):
         run_pipeline(config)
+
+
+def test_a_reader_overtaken_by_a_commit_reads_the_new_generation(tmp_path, monkeypatch):
+    model = tmp_path / "m.onnx"
+    _mean_color_model(model)
+    images, work = tmp_path / "images", WorkDir(tmp_path / "work")
+    for i in range(3):
+        _solid(images, f"{i}.png", 40 * i)
+    features = ModelConfig(model_path=str(model), normalization="raw").feature_settings()
+    scan_range(work.ensure_writable(), update_manifest(work, images), RANGE, features=features)
+    old_marker = range_scan._marker(work.range_dir(RANGE), "features")
+    _solid(images, "3.png", 200)
+    manifest = update_manifest(work, images)
+    scan_range(work, manifest, RANGE, features=features)  # commits a new generation, deletes the old files
+    real_marker, calls = range_scan._marker, []
+
+    def stale_then_real(*args):  # the reader took the marker just before that commit
+        calls.append(args)
+        return old_marker if len(calls) == 1 else real_marker(*args)
+
+    monkeypatch.setattr(range_scan, "_marker", stale_then_real)
+    found = read_range_features(work, RANGE)
+    assert found is not None and found.index["index"].to_list() == [0, 1, 2, 3] and len(calls) == 2
