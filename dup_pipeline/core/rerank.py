@@ -1,0 +1,88 @@
+"""Approximate search with exact re-ranking on the full feature vectors.
+
+A compressed index (``PCA256,IVF4096,Flat``, ``IVF4096,SQ8``, ``PCA256,HNSW32``) finds candidates
+cheaply and small; their similarities are then recomputed on the original vectors, so every listed
+similarity is exact and the compression only decides which candidates are seen. Unlike faiss's
+``RFlat`` refine stage no second copy of the vectors is kept: candidate rows are read from the
+feature matrix (a memmap) in file order, a batch at a time.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from dup_pipeline.core.errors import ConfigError
+from dup_pipeline.core.index import _check_matrix, _rows, _threads, to_similarity
+
+MAX_FACTOR = 100
+
+
+def rerank(features: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int, distance: str = "cosine",
+           batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of each query's ``candidates`` (row ids of ``features``, -1 = none) by exact similarity.
+
+    Returns ``(sims, ids)`` like :func:`dup_pipeline.core.index.search`: (n, k), best first, id -1
+    and similarity NaN where a query has fewer than ``k`` candidates.
+    """
+    _check_matrix("features", features)
+    _check_matrix("queries", queries, features.shape[1])
+    if candidates.ndim != 2 or candidates.shape[0] != queries.shape[0]:
+        raise ConfigError(f"candidates must have one row per query ({queries.shape[0]}), got shape {candidates.shape}")
+    if not 1 <= k <= candidates.shape[1]:
+        raise ConfigError(f"k must be in [1, {candidates.shape[1]}] (candidates per query), got {k}")
+    n, width = candidates.shape
+    sims = np.full((n, k), np.nan, np.float32)
+    ids = np.full((n, k), -1, np.int64)
+    for start in range(0, n, batch):
+        cand = candidates[start:start + batch]
+        q = _rows(queries, slice(start, start + batch), distance)
+        flat = np.where(cand >= 0, cand, 0).ravel()
+        order = np.argsort(flat, kind="stable")
+        rows = np.empty((flat.size, features.shape[1]), np.float32)
+        rows[order] = _rows(features, flat[order], distance)  # memmap read in file order
+        rows = rows.reshape(*cand.shape, -1)
+        score = _exact(q, rows, distance)
+        score[cand < 0] = np.nan
+        top = np.argsort(np.where(np.isnan(score), np.inf, -score), axis=1, kind="stable")[:, :k]
+        sims[start:start + batch] = np.take_along_axis(score, top, 1)
+        ids[start:start + batch] = np.where(np.isnan(sims[start:start + batch]), -1, np.take_along_axis(cand, top, 1))
+    return sims, ids
+
+
+def _exact(q: np.ndarray, rows: np.ndarray, distance: str) -> np.ndarray:
+    """Similarity of each query (b, d) with its candidate rows (b, c, d), as :func:`search` defines it."""
+    if distance == "cosine":
+        raw = np.einsum("bd,bcd->bc", q, rows)
+    elif distance == "manhattan":
+        raw = np.abs(rows - q[:, None, :]).sum(axis=2)
+    else:
+        diff = rows - q[:, None, :]
+        raw = np.einsum("bcd,bcd->bc", diff, diff)
+    return to_similarity(raw, distance)
+
+
+def search_reranked(index: faiss.Index, features: np.ndarray, k: int, factor: int, distance: str = "cosine",
+                    batch: int = 65_536, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every row of ``features`` searched in ``index`` for ``factor * k`` candidates, the ``k`` best
+    kept by exact similarity (a drop-in for :func:`dup_pipeline.core.index.search` on a self-search).
+
+    The index only proposes candidates, so its metric may differ from ``distance``: e.g. an L2
+    ``PCA256,IVF4096,Flat`` index for cosine (on unit vectors L2 ranks like cosine; faiss's PCA
+    centres the vectors, which would bias inner products).
+    """
+    if not isinstance(factor, int) or not 1 <= factor <= MAX_FACTOR:
+        raise ConfigError(f"rerank factor must be an integer in [1, {MAX_FACTOR}], got {factor!r}")
+    _check_matrix("features", features, index.d)
+    n = features.shape[0]
+    sims = np.empty((n, k), np.float32)
+    ids = np.empty((n, k), np.int64)
+    wide = min(factor * k, max(index.ntotal, 1))
+    for start in range(0, n, batch):
+        block = _rows(features, slice(start, start + batch), distance)
+        with _threads(num_threads):
+            _, cand = index.search(block, wide)  # only the ids: the index's metric need not be ``distance``
+        if wide < k:
+            cand = np.pad(cand, ((0, 0), (0, k - wide)), constant_values=-1)
+        sims[start:start + batch], ids[start:start + batch] = rerank(features, block, cand, k, distance)
+    return sims, ids
