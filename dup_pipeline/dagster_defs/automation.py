@@ -29,8 +29,7 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 def build_audit_job(dataset: str):
     """``<dataset>_audit_job``: every asset of the dataset's group, over a range of offset-range partitions."""
     return dg.define_asset_job(
-        f"{dataset}_audit_job", selection=dg.AssetSelection.groups(dataset), partitions_def=range_partitions(dataset),
-        tags={DATASET_TAG: dataset},
+        f"{dataset}_audit_job", selection=dg.AssetSelection.groups(dataset), tags={DATASET_TAG: dataset},
         description=f"Audit {dataset}: the manifest, the stale offset ranges, then every dataset-level asset whose "
         "inputs changed (the others are marked reused), the asset checks and the audit summary.")
 

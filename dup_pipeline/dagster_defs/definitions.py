@@ -1,15 +1,15 @@
-"""The code location: ``dagster dev -w workspace.yaml`` loads ``defs`` from here."""
+"""Definitions of the configured datasets: assets, checks, jobs, schedule and sensor per dataset
+(``location.py`` is the code location that ``workspace.yaml`` loads)."""
 
 import dagster as dg
 
 from dup_pipeline.core.stages import STAGES
 from dup_pipeline.dagster_defs.automation import build_audit_job, build_audit_schedule, build_new_images_sensor
 from dup_pipeline.dagster_defs.checks import build_checks
-from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.executors import executor_from_environment
 from dup_pipeline.dagster_defs.graph_assets import build_cross_asset
 from dup_pipeline.dagster_defs.resources import DatasetResource
-from dup_pipeline.dagster_defs.scan_assets import build_scan_assets, range_partitions, resource_key
+from dup_pipeline.dagster_defs.scan_assets import build_scan_assets, resource_key
 from dup_pipeline.dagster_defs.stage_assets import build_stage_assets
 
 
@@ -28,7 +28,7 @@ def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definit
     jobs = [
         dg.define_asset_job(f"{name}_manifest_job", selection=_assets(name, ["file_manifest"], dataset),
                             description="Scan the input and register the offset-range partitions."),
-        dg.define_asset_job(f"{name}_scan_ranges_job", partitions_def=range_partitions(name),
+        dg.define_asset_job(f"{name}_scan_ranges_job",
                             selection=dg.AssetSelection.assets([name, "bad_files"], [name, "image_stats"],
                                                                [name, "features"]),
                             description="Decode offset ranges once: bad files, image statistics and embeddings."),
@@ -59,5 +59,3 @@ def build_definitions(datasets: dict[str, DatasetResource], executor: dg.Executo
     merged = dg.Definitions.merge(*(build_dataset_definitions(n, d) for n, d in datasets.items()))
     return dg.Definitions.merge(merged, dg.Definitions(executor=executor or executor_from_environment()))
 
-
-defs = build_definitions(datasets_from_environment())

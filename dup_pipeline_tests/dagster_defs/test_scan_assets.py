@@ -1,7 +1,12 @@
+import importlib
+import sys
+
 import dagster as dg
 import polars as pl
+from PIL import Image
 
 from dup_pipeline.dagster_defs.audit import materialize_dataset
+from dup_pipeline.dagster_defs.automation import RANGE_END, RANGE_START
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.definitions import build_definitions
 from dup_pipeline.dagster_defs.resources import DatasetResource
@@ -59,3 +64,29 @@ def test_datasets_from_environment(tmp_path):
     default = datasets_from_environment({"DUP_PIPELINE_DEMO_DIR": str(tmp_path / "d")})
     assert default["demo"].generate_demo_if_missing
     dg.Definitions.validate_loadable(build_definitions(default))
+
+
+def test_code_location_registers_partitions_so_materialize_all_launches_on_a_fresh_instance(tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(7):
+        Image.effect_noise((64, 48), 40 + 10 * i).convert("RGB").save(images / f"{i}.png")
+    (tmp_path / "datasets.yaml").write_text(f"datasets:\n  fresh:\n    input_dir: {images}\n"
+                                            f"    work_dir: {tmp_path / 'work'}\n    range_size: 4\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DUP_PIPELINE_DATASETS", str(tmp_path / "datasets.yaml"))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delitem(sys.modules, "dup_pipeline.dagster_defs.location", raising=False)
+    location = importlib.import_module("dup_pipeline.dagster_defs.location")  # what loading the code location does
+    with dg.DagsterInstance.get() as instance:
+        keys = list(instance.get_dynamic_partitions("fresh_offset_ranges"))
+        assert keys == ["0-3", "4-7"]  # before anything ran
+        # "Materialize all": every asset over every partition, in one run (single-run backfill policy)
+        result = location.defs.resolve_job_def("fresh_audit_job").execute_in_process(
+            instance=instance, tags={RANGE_START: keys[0], RANGE_END: keys[-1]})
+        assert result.success
+        assert instance.get_materialized_partitions(dg.AssetKey(["fresh", "features"])) == set(keys)
+        report = instance.get_latest_materialization_event(dg.AssetKey(["fresh", "report"])).asset_materialization
+        assert report.metadata["path"].path == str(tmp_path / "work" / "report" / "index.html")
