@@ -130,7 +130,9 @@ def demo(root: Path, per_class: int, **options) -> None:
     click.echo(f"demo dataset: {dataset.images} (labels: {dataset.labels}, ground truth: {dataset.ground_truth_path})")
     if options["labels"] is None and not options["labels_from_folders"]:
         options["labels"] = str(dataset.labels)
-    _print_summary(_run(_config(dataset.images, dataset.root / "work", **options), quiet))
+    _print_summary(_run(_config(dataset.images, dataset.root / "work", **options), quiet, name="demo"))
+    click.echo("the demo plants duplicates, outliers, dark/bright/blurred images, bad files, wrong labels and "
+               f"train/test leakage on purpose: every one is listed in {dataset.ground_truth_path}")
 
 
 @main.command()

@@ -43,6 +43,9 @@ class DatasetResource(_SettingsFields):
         default=["bad_fraction", "duplicate_fraction", "isolated_fraction"],
         description="Checks that fail (severity ERROR) when their limit is exceeded; the others warn.")
     blocking_checks: bool = Field(default=False, description="Failing checks also fail the run (blocking).")
+    expected_failures: list[str] = Field(
+        default=[], description="Checks that fail on purpose (the demo plants duplicates, wrong labels and "
+        "leakage): their results say so.")
     audit_cron: str = Field(default="0 3 * * *", description="When the scheduled audit runs (cron).")
     generate_demo_if_missing: bool = False
 

@@ -46,7 +46,7 @@ def test_label_assets_and_checks_pass_and_fail(demo_dataset, tmp_path):
 def test_audit_job_evaluates_checks_and_blocking_checks_fail_the_run(demo_dataset, tmp_path):
     work = tmp_path / "audited"
     settings = {"input_dir": str(demo_dataset.images), "work_dir": str(work), "labels": str(demo_dataset.labels)}
-    defs = build_definitions({"audited": DatasetResource(**settings),
+    defs = build_definitions({"audited": DatasetResource(**settings, expected_failures=["duplicate_fraction"]),
                               "blocking": DatasetResource(**settings, blocking_checks=True)})
     instance = dg.DagsterInstance.ephemeral()
     materialize_dataset(defs, "audited", instance)
@@ -59,6 +59,8 @@ def test_audit_job_evaluates_checks_and_blocking_checks_fail_the_run(demo_datase
     assert not checks["leakage_pairs"].passed
     assert checks["leakage_pairs"].severity == dg.AssetCheckSeverity.WARN
     assert checks["leakage_pairs"].metadata["leakage_pairs"].value == 4
+    assert "fails on purpose" in checks["duplicate_fraction"].metadata["expected"].value
+    assert "expected" not in checks["leakage_pairs"].metadata
     # the same outputs (nothing stale to scan again), but failing ERROR checks now fail the run
     defs.resolve_job_def("blocking_manifest_job").execute_in_process(instance=instance)
     keys = instance.get_dynamic_partitions("blocking_offset_ranges")
