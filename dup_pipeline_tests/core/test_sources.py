@@ -288,3 +288,19 @@ def test_large_frames_are_scaled_down_with_their_original_size_kept(tmp_path: Pa
     payloads = list(iter_payloads([e.name for e in local_entries([clip])], SETTINGS))
     assert len(payloads) == 2
     assert all(p.frame.size == (512, 288) and p.frame_size == (1280, 720) for p in payloads)
+
+
+def test_every_frame_sampled_when_names_round_the_time_up(tmp_path: Path) -> None:
+    """At 3 fps the window of 2/3 s is named ``#t=0.667``, after its frame's time (0.6667 s)."""
+    clip = tmp_path / "thirds.mkv"
+    with av.open(str(clip), "w", format="matroska") as container:
+        stream = container.add_stream("mpeg4", rate=3)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for k in range(6):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(scene(k), format="rgb24")))
+        container.mux(stream.encode())
+    settings = SourceSettings(video_fps=3)
+    entries = local_entries([clip], settings)
+    assert [e.name.rsplit("=", 1)[1] for e in entries] == ["0.000", "0.333", "0.667", "1.000", "1.333", "1.667"]
+    payloads = {locate(p.name).seconds: p for p in iter_payloads([e.name for e in entries], settings)}
+    assert all(close_to(payloads[round(k / 3, 3)].frame, k) for k in range(6))

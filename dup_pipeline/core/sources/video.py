@@ -15,7 +15,7 @@ from typing import IO, Any
 from PIL import Image
 
 DEFAULT_FPS = 1.0
-_EPSILON = 1e-6
+_EPSILON = 5e-4  # half the millisecond precision of frame names (``#t=0.667`` for 2/3 s)
 _AV_TIME_BASE = 1_000_000
 
 
