@@ -17,7 +17,7 @@ from PIL import Image
 
 from dup_pipeline.core.embed import effnet_lite0
 from dup_pipeline.core.errors import ConfigError, ModelError
-from dup_pipeline.core.threads import resolve_threads
+from dup_pipeline.core.threads import model_threads, resolve_threads
 
 AUTO_MODEL = "auto"  # the built-in fp32 or int8 model, chosen per CPU by measurement (embed/choice.py)
 DEFAULT_MODEL = AUTO_MODEL
@@ -184,11 +184,14 @@ def default_model_spec() -> ModelSpec:
 class Embedder:
     """Runs a :class:`ModelSpec` on batches of images; embeddings are L2-normalized float32."""
 
-    def __init__(self, spec: ModelSpec, num_threads: int | None = None, gpu: bool = False) -> None:
+    def __init__(self, spec: ModelSpec, num_threads: int | None = None, gpu: bool = False,
+                 spin: bool = False) -> None:
+        """``num_threads``: onnxruntime intra-op threads (default :func:`model_threads`: one core is
+        left to decoding); ``spin``: let idle onnxruntime threads spin (they sleep by default)."""
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if num_threads:
-            options.intra_op_num_threads = resolve_threads(num_threads)
+        options.intra_op_num_threads = resolve_threads(num_threads) if num_threads else model_threads()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self.spec = spec
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(spec.path, options, providers=providers)
