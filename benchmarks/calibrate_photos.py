@@ -1,7 +1,7 @@
 """Calibrate the similarity thresholds on real photographs with planted copies.
 
     python benchmarks/calibrate_photos.py [--model efficientnet_lite0] [--root DIR] [--out docs/calibration.md]
-                                          [--no-variants]
+                                          [--no-variants] [--fastdup-python /work/fastdup_venv/bin/python]
 
 The photographs come from packages (photographs only, no drawings): scikit-image's data,
 scikit-learn's sample images, and the Debian wallpaper packages lomiri-wallpapers-16.04,
@@ -19,7 +19,8 @@ precision and the share of images whose copy is found, both from the pipeline's 
 (``similarity.parquet``) and for components. Unless ``--no-variants``, it also embeds the same
 files with other preprocessing choices (resampling filter, aspect-preserving pad or centre crop,
 full-resolution decoding, mirror averaging) to see which narrows the gap between copies and
-look-alikes.
+look-alikes. With ``--fastdup-python`` (the python of a separate venv with fastdup), fastdup runs
+on the same files at its defaults (``fastdup_peer.py``) and its ``similarity.csv`` is scored alike.
 """
 
 import argparse
@@ -291,6 +292,18 @@ def embed_variant(embedder: Embedder, paths: list[str], prepare: Callable[[str],
     return np.concatenate(out)
 
 
+def fastdup_sweep(python: str, images: Path, work: Path, files: pl.DataFrame) -> pl.DataFrame:
+    """fastdup at its defaults on ``images``; its listed pairs scored like ours."""
+    peer = Path(__file__).with_name("fastdup_peer.py")
+    subprocess.run([python, str(peer), str(images), str(work)], check=True, stdout=subprocess.DEVNULL)
+    row = {Path(p).name: r for p, r in zip(files["path"], files["row"])}  # file names are unique in the set
+    name = pl.col("from", "to").str.split("/").list.last()
+    listed = pl.read_csv(work / "similarity.csv").select(
+        name.replace_strict(row), pl.col("distance").alias("sim")).rename({"from": "a", "to": "b"})
+    listed = listed.select(pl.min_horizontal("a", "b").alias("i"), pl.max_horizontal("a", "b").alias("j"), "sim")
+    return sweep(listed.unique(["i", "j"]), files)
+
+
 def _md(df: pl.DataFrame, digits: int = 3) -> str:
     cols = df.columns
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -306,6 +319,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="efficientnet_lite0", help="model_path of the pipeline run")
     parser.add_argument("--no-variants", action="store_true", help="skip the preprocessing comparison")
+    parser.add_argument("--fastdup-python", help="python of a separate venv with fastdup: score fastdup alike")
     args = parser.parse_args()
 
     sources = source_photos(fetch_debian(args.root / "debian"))
@@ -362,6 +376,11 @@ def main() -> None:
               f"median {nn_q[0.5]:.3f}, 90th {nn_q[0.9]:.3f}.\n"]
     best = best_threshold(knn_sweep)
     report.append(f"Best threshold at pair precision >= 0.98 (pipeline pairs): {best}\n")
+
+    if args.fastdup_python:
+        peer = fastdup_sweep(args.fastdup_python, images, args.root / "fastdup_work", files)
+        report += ["\n## fastdup at its defaults (threshold 0.9, k=2), its similarity.csv\n",
+                   _md(peer.filter(pl.col("threshold") == 0.9))]
 
     if not args.no_variants:
         embedder = Embedder(model.spec())
