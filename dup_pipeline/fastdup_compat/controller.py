@@ -116,29 +116,30 @@ class Fastdup:
         _check_exists("test_dir", kwargs.get("test_dir"))
         source, labels, boxes = prepare_annotations(annotations, self.input_dir, subset)
         request = translate(source, self.work_dir, {**kwargs, "annotations": labels})
-        if overwrite:  # only once every parameter is known to be valid
-            clear_outputs(self.work)
-        try:
-            if boxes is not None:  # object detection: each box becomes an image of its own
-                crops, labels = crop_boxes(boxes, self.work)
-                request = replace(request, config=replace(request.config, input=crops))
-            if labels is not None:  # a file: the label findings are redone exactly when its content changes
-                path = self.work.root / ANNOTATIONS
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_csv(pl.from_pandas(labels), path)
-                request = replace(request, config=replace(request.config, labels=str(path)))
-            summary = self._execute(request)
+        try:  # the work_dir's lock covers clearing, the run and fastdup's files (one run per work_dir)
+            with self.work.locked():
+                if overwrite:  # only once every parameter is known to be valid
+                    clear_outputs(self.work)
+                if boxes is not None:  # object detection: each box becomes an image of its own
+                    crops, labels = crop_boxes(boxes, self.work)
+                    request = replace(request, config=replace(request.config, input=crops))
+                if labels is not None:  # a file: the label findings are redone exactly when its content changes
+                    path = self.work.root / ANNOTATIONS
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_csv(pl.from_pandas(labels), path)
+                    request = replace(request, config=replace(request.config, labels=str(path)))
+                summary = self._execute(request)
+                self.run_summary, self._request, self._searcher, self.error = summary, request, None, None
+                write_fastdup_files(self.work, self._names, self._paths_in_csv)
+                write_config(self.work, self.input_dir, request.config, request.test_input)
+                if request.test_input is not None:
+                    self._write_test_similarity()
         except (ConfigError, LabelsError):
             raise
         except Exception as exc:  # noqa: BLE001 - fastdup's contract: log the reason and return 1
             log.error("dup_pipeline run failed: %s", exc)
             self.error = str(exc)
             return 1
-        self.run_summary, self._request, self._searcher, self.error = summary, request, None, None
-        write_fastdup_files(self.work, self._names, self._paths_in_csv)
-        write_config(self.work, self.input_dir, request.config, request.test_input)
-        if request.test_input is not None:
-            self._write_test_similarity()
         for line in summary.lines():
             log.info(line)
         if print_summary and request.run_mode == 0 and request.features:

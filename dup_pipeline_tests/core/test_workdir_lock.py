@@ -198,3 +198,20 @@ def test_two_runs_sharing_the_work_dir_never_scan_one_range_at_once(tmp_path):
     assert waited
     assert not other_blocked  # this process's other locks worked while one of its threads waited
     assert outcomes[0].rows == 3 and not in_flight.exists()
+
+
+def test_fastdup_overwrite_never_clears_a_work_dir_another_run_holds(tmp_path):
+    import dup_pipeline as fastdup
+
+    images, work = tmp_path / "images", tmp_path / "work"
+    _images(images)
+    done = _cli("run", str(images), str(work), "--stats-only", "--quiet")
+    assert done.returncode == 0, done.stderr
+    holder = _holder(work)
+    try:
+        fd = fastdup.create(work_dir=str(work), input_dir=str(images))
+        assert fd.run(overwrite=True, print_summary=False) == 1  # fastdup's contract: a failed run returns 1
+        assert f"pid {holder.pid}@" in fd.error
+        assert (work / "manifest.parquet").exists()  # the other run's outputs are untouched
+    finally:
+        holder.communicate("")
