@@ -98,3 +98,27 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="num_threads"):
         PipelineConfig(tmp_path, str(tmp_path), num_threads=0)
     shutil.rmtree(tmp_path / "empty")
+
+
+def test_audit_new_outliers_are_images_that_became_outliers(tmp_path):
+    from dup_pipeline.core.atomic import write_parquet
+    from dup_pipeline.core.audit import write_audit_summary
+
+    work = WorkDir(tmp_path)
+
+    def outliers(rows: list[tuple[str, float]]) -> None:
+        write_parquet(pl.DataFrame({"outlier": list(range(len(rows))), "nearest": [99] * len(rows),
+                                    "distance": [d for _, d in rows], "filename_outlier": [f for f, _ in rows],
+                                    "filename_nearest": ["z"] * len(rows)}), work.outliers_parquet)
+
+    outliers([("a", 0.2), ("b", 0.3)])
+    first = write_audit_summary(work)
+    assert first.new["outliers"] == ["a", "b"] and first.totals["wrong_labels"] is None
+    # the folder grew: "n" is a new isolated image; "c" (0.4, above the previous cut-off 0.3) is only
+    # listed because the outlier fraction of a larger dataset lists more images
+    outliers([("n", 0.1), ("a", 0.2), ("b", 0.3), ("c", 0.4)])
+    second = write_audit_summary(work)
+    assert second.new["outliers"] == ["n"] and second.totals["outliers"] == 4
+    assert "| wrong_labels | not measured (no labels) | | |" in second.markdown()
+    assert "New images that became outliers:" in second.markdown()
+    assert "wrong_labels" not in second.metrics() and second.metrics()["new_outliers"] == 1
