@@ -14,7 +14,14 @@ import pytest
 from PIL import Image
 
 from dup_pipeline.core.errors import ConfigError
-from dup_pipeline.core.sources.catalog import Entry, SourceSettings, discover, expand, iter_payloads, stat_files
+from dup_pipeline.core.sources.catalog import (
+    Entry,
+    SourceSettings,
+    discover,
+    expand,
+    iter_payloads,
+    stat_files,
+)
 from dup_pipeline.core.sources.names import locate
 from dup_pipeline.core.sources.archives import ShardError, iter_members
 from dup_pipeline.core.sources.names import frame_name
@@ -254,11 +261,12 @@ def test_fifo_named_like_a_shard_or_a_video_is_never_opened(tmp_path: Path) -> N
     for name in names:
         os.mkfifo(name)  # opening one for reading would block forever
     assert [e.name for e in discover(names, SETTINGS)] == names
-    assert {p.name: p.error[0] for p in iter_payloads(names, SETTINGS)} == dict.fromkeys(names, "not_a_regular_file")
+    reasons = {p.name: p.error[0] for p in iter_payloads(names, SETTINGS)}
+    assert reasons == dict.fromkeys(names, "not_a_regular_file")
 
 
 def test_window_without_frames_is_reported_not_filled_from_the_next(tmp_path: Path) -> None:
-    """A second with no frame (a gap in the timestamps) is a bad frame; the next second's frame stays its own."""
+    """A second without frames (a gap in the timestamps) is a bad frame; the next second keeps its own."""
     clip = tmp_path / "gap.mkv"
     with av.open(str(clip), "w", format="matroska") as container:
         stream = container.add_stream("mpeg4", rate=FPS)
@@ -273,7 +281,7 @@ def test_window_without_frames_is_reported_not_filled_from_the_next(tmp_path: Pa
     assert [locate(e.name).seconds for e in entries] == [0, 1, 2, 3]
     payloads = {locate(p.name).seconds: p for p in iter_payloads([e.name for e in entries], SETTINGS)}
     assert payloads[1].frame is None and payloads[1].error == ("corrupt", "no frame decoded in this window")
-    assert close_to(payloads[2].frame, 2) and close_to(payloads[0].frame, 0) and close_to(payloads[3].frame, 3)
+    assert all(close_to(payloads[s].frame, s) for s in (0, 2, 3))
 
 
 def test_large_frames_are_scaled_down_with_their_original_size_kept(tmp_path: Path) -> None:
@@ -301,6 +309,7 @@ def test_every_frame_sampled_when_names_round_the_time_up(tmp_path: Path) -> Non
         container.mux(stream.encode())
     settings = SourceSettings(video_fps=3)
     entries = local_entries([clip], settings)
-    assert [e.name.rsplit("=", 1)[1] for e in entries] == ["0.000", "0.333", "0.667", "1.000", "1.333", "1.667"]
+    names = ["0.000", "0.333", "0.667", "1.000", "1.333", "1.667"]
+    assert [e.name.rsplit("=", 1)[1] for e in entries] == names
     payloads = {locate(p.name).seconds: p for p in iter_payloads([e.name for e in entries], settings)}
     assert all(close_to(payloads[round(k / 3, 3)].frame, k) for k in range(6))

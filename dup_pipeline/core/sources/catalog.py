@@ -10,6 +10,7 @@ to be listed again.
 import hashlib
 import math
 import os
+import posixpath
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ import polars as pl
 from PIL import Image
 
 from dup_pipeline.core.errors import ConfigError
-from dup_pipeline.core.inputs import InputSpec, UnusableInput, discover_files
+from dup_pipeline.core.inputs import IMAGE_EXTENSIONS, InputSpec, UnusableInput, discover_files
 from dup_pipeline.core.sources import archives, remote, video
 from dup_pipeline.core.sources.names import (
     frame_name,
@@ -29,7 +30,6 @@ from dup_pipeline.core.sources.names import (
     member_name,
 )
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff")
 FRAME_SIDE = 512
 
 
@@ -53,7 +53,8 @@ class SourceSettings:
             raise ConfigError(f"video_fps must be a positive number of frames per second, got {fps!r}")
         if isinstance(self.read_concurrency, bool) or not isinstance(self.read_concurrency, int) \
                 or not 1 <= self.read_concurrency <= 1024:
-            raise ConfigError(f"read_concurrency must be an integer from 1 to 1024, got {self.read_concurrency!r}")
+            raise ConfigError(f"read_concurrency must be an integer from 1 to 1024, "
+                              f"got {self.read_concurrency!r}")
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,13 @@ Previous = Mapping[str, tuple[int, int, str | None]]
 """The previous manifest's present rows: name → (size, stamp, content hash)."""
 
 
+def _is_image(name: str) -> bool:
+    return posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
 def is_media(name: str) -> bool:
     """An image, a shard or a video, by its name."""
-    return name.lower().endswith(IMAGE_SUFFIXES) or is_archive(name) or is_video(name)
+    return _is_image(name) or is_archive(name) or is_video(name)
 
 
 def _local_stamp(path: str) -> tuple[int, int]:
@@ -107,7 +112,8 @@ def list_prefix(url: str, settings: SourceSettings) -> list[Entry]:
             for o in remote.list_objects(url, settings.storage_options) if is_media(o.url)]
 
 
-def discover(source: InputSpec, settings: SourceSettings, previous: pl.DataFrame | None = None) -> list[Entry]:
+def discover(source: InputSpec, settings: SourceSettings,
+             previous: pl.DataFrame | None = None) -> list[Entry]:
     """The entries of ``source``: a bucket prefix or URL (the store's listing), or a local folder,
     list file or list of paths and URLs (:func:`inputs.discover_files`); shards and videos expanded.
 
@@ -120,7 +126,8 @@ def discover(source: InputSpec, settings: SourceSettings, previous: pl.DataFrame
     known = None
     if previous is not None:
         present = previous.filter(~pl.col("missing"))
-        known = {p: (s, m, h) for p, s, m, h in present.select("path", "size", "mtime_ns", "content_hash").iter_rows()}
+        rows = present.select("path", "size", "mtime_ns", "content_hash").iter_rows()
+        known = {p: (s, m, h) for p, s, m, h in rows}
     return expand(files, settings, known)
 
 
@@ -141,7 +148,8 @@ def expand(files: Iterable[Entry], settings: SourceSettings, previous: Previous 
             out.append(entry)
             continue
         known = by_container.get(entry.name, [])
-        if known and all(row[1] == entry.stamp for _, row in known) and _same_sampling(entry.name, known, settings):
+        unchanged = known and all(row[1] == entry.stamp for _, row in known)
+        if unchanged and _same_sampling(entry.name, known, settings):
             out.extend(Entry(name, size, stamp, digest) for name, (size, stamp, digest) in known)
         elif is_archive(entry.name):
             out.extend(_list_shard(entry, settings))
@@ -163,8 +171,8 @@ def _list_shard(shard: Entry, settings: SourceSettings) -> list[Entry]:
     entries = []
     try:
         with remote.open_binary(shard.name, settings.storage_options) as handle:
-            for member in archives.iter_members(handle, shard.name, lambda n: n.lower().endswith(IMAGE_SUFFIXES)):
-                digest = None if member.data is None else hashlib.blake2b(member.data, digest_size=16).hexdigest()
+            for member in archives.iter_members(handle, shard.name, _is_image):
+                digest = None if member.data is None else _digest(member.data)
                 entries.append(Entry(member_name(shard.name, member.name), member.size, shard.stamp, digest))
     except (archives.ShardError, UnusableInput, *archives.ARCHIVE_ERRORS):
         return [shard]
@@ -185,6 +193,10 @@ def _list_video(clip: Entry, settings: SourceSettings) -> list[Entry]:
             for s in video.window_starts(info.duration, settings.video_fps)]
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def _hash_file(name: str, settings: SourceSettings) -> str | None:
     try:
         with remote.open_binary(name, settings.storage_options) as handle:
@@ -201,7 +213,7 @@ def content_hashes(names: Sequence[str], settings: SourceSettings) -> Iterator[t
     for name in names:
         if is_url(name):
             _, data = next(urls)
-            yield name, None if isinstance(data, OSError) else hashlib.blake2b(data, digest_size=16).hexdigest()
+            yield name, None if isinstance(data, OSError) else _digest(data)
         else:
             yield name, _hash_file(name, settings)
 

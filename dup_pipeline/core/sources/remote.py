@@ -21,8 +21,8 @@ from dup_pipeline.core.errors import InputError
 from dup_pipeline.core.inputs import open_input_file
 from dup_pipeline.core.sources.names import is_url
 
-EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure",
-          "adl": "azure", "http": "http", "https": "http"}
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
+          "abfss": "azure", "adl": "azure", "http": "http", "https": "http"}
 _MTIME_KEYS = ("LastModified", "last_modified", "mtime", "updated", "Last-Modified", "modified")
 _VERSION_KEYS = ("ETag", "etag", "md5Hash", "generation", "version_id", "VersionId")
 

@@ -63,7 +63,8 @@ def probe(handle: IO[bytes]) -> VideoInfo:
             duration = container.duration / _AV_TIME_BASE
         else:
             duration = _demuxed_duration(container, stream)
-        return VideoInfo(duration, stream.codec_context.width, stream.codec_context.height, stream.codec_context.name)
+        codec = stream.codec_context
+        return VideoInfo(duration, codec.width, codec.height, codec.name)
 
 
 def _demuxed_duration(container: Any, stream: Any) -> float:
@@ -100,8 +101,8 @@ def _image(frame: Any, max_side: int | None) -> Image.Image:
     """The frame as RGB, scaled down by FFmpeg so its longer side is at most ``max_side``."""
     scale = 1.0 if max_side is None else min(1.0, max_side / max(frame.width, frame.height))
     if scale < 1.0:
-        return frame.reformat(width=max(1, round(frame.width * scale)), height=max(1, round(frame.height * scale)),
-                              format="rgb24").to_image()
+        width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+        return frame.reformat(width=width, height=height, format="rgb24").to_image()
     return frame.to_image()
 
 
@@ -132,7 +133,8 @@ def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAUL
                     skipped += 1
                     continue
                 for frame in frames:
-                    at = frame.time - start if frame.time is not None else decoded / float(stream.average_rate or 1)
+                    rate = float(stream.average_rate or 1)
+                    at = frame.time - start if frame.time is not None else decoded / rate
                     decoded += 1
                     image = None
                     while pending and pending[0] <= at + _EPSILON:
