@@ -16,10 +16,12 @@ from PIL import Image
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.sources.catalog import (
     Entry,
+    PayloadFeed,
     SourceSettings,
     discover,
     expand,
     iter_payloads,
+    reading_order,
     stat_files,
 )
 from dup_pipeline.core.sources.names import locate
@@ -313,3 +315,21 @@ def test_every_frame_sampled_when_names_round_the_time_up(tmp_path: Path) -> Non
     assert [e.name.rsplit("=", 1)[1] for e in entries] == names
     payloads = {locate(p.name).seconds: p for p in iter_payloads([e.name for e in entries], settings)}
     assert all(close_to(payloads[round(k / 3, 3)].frame, k) for k in range(6))
+
+
+def test_reading_order_groups_containers_and_sorts_frames_by_time() -> None:
+    names = ["/d/a.jpg", "/d/s.tar/m2.jpg", "s3://b/1.jpg", "s3://b/2.jpg", "/d/v.mp4#t=10.000",
+             "/d/v.mp4#t=2.000", "/d/s.tar/m1.jpg", "/d/z.jpg"]
+    assert reading_order(names) == [0, 1, 6, 2, 3, 5, 4, 7]
+
+
+def test_payload_feed_hands_out_members_in_any_order(tmp_path: Path, members) -> None:
+    shard = tmp_path / "s.tar"
+    with tarfile.open(shard, "w") as archive:  # stored in reverse name order
+        for name in sorted(members, reverse=True):
+            add_bytes(archive, name, members[name])
+    names = [e.name for e in local_entries([shard])]
+    feed = PayloadFeed(names, SETTINGS)
+    assert [feed.get(n).data for n in names] == [members[locate(n).member] for n in names]
+    with pytest.raises(KeyError):
+        feed.get(f"{shard}/other.jpg")

@@ -245,31 +245,78 @@ def _gone(exc: OSError | UnusableInput, detail: str) -> tuple[str, str]:
     return exc.reason, exc.detail
 
 
-def iter_payloads(names: Iterable[str], settings: SourceSettings) -> Iterator[Payload]:
-    """The content of every name, once each: local files first, then objects (read with bounded
-    concurrency), then each shard's members and each video's frames in one pass per container.
-
-    Never raises for bad input: every failure is a payload with an ``error``.
-    """
-    local: list[str] = []
-    urls: list[str] = []
+def _groups(names: Iterable[str]) -> list[tuple[str, list[str]]]:
+    """Names in reading groups, in order of first appearance: ``member``/``frame`` (every name of
+    one shard or video), ``objects`` (a run of consecutive URLs), ``container`` (a shard or video
+    that could not be listed) or ``file`` (a local file)."""
+    groups: list[tuple[str, list[str]]] = []
     containers: dict[str, list[str]] = {}
     for name in dict.fromkeys(names):
         where = locate(name)
         if where.kind != "file":
-            containers.setdefault(where.container, []).append(name)
+            if where.container not in containers:
+                containers[where.container] = []
+                groups.append((where.kind, containers[where.container]))
+            containers[where.container].append(name)
         elif is_archive(name) or is_video(name):
-            yield _unlisted_container(name, settings)
+            groups.append(("container", [name]))
+        elif is_url(name) and groups and groups[-1][0] == "objects":
+            groups[-1][1].append(name)
         else:
-            (urls if is_url(name) else local).append(name)
-    yield from (Payload(n, path=n) for n in local)
-    for url, data in remote.read_objects(urls, settings.storage_options, settings.read_concurrency):
-        yield Payload(url, error=_read_error(data)) if isinstance(data, OSError) else Payload(url, data=data)
-    for container, members in containers.items():
-        if is_video(container):
-            yield from _frames(container, members, settings)
+            groups.append(("objects" if is_url(name) else "file", [name]))
+    return groups
+
+
+def reading_order(names: Sequence[str]) -> list[int]:
+    """Positions of ``names`` in the order :func:`iter_payloads` reads them: each shard's members
+    together (at its first member), each video's frames together in time order."""
+    position = {name: i for i, name in reversed(list(enumerate(names)))}
+    order = []
+    for kind, group in _groups(names):
+        if kind == "frame":
+            group = sorted(group, key=lambda n: locate(n).seconds)
+        order.extend(position[n] for n in group)
+    return order
+
+
+def iter_payloads(names: Iterable[str], settings: SourceSettings) -> Iterator[Payload]:
+    """The content of every name, once each, in :func:`reading_order`: a local file as its path,
+    runs of objects read ``read_concurrency`` at a time, each shard's members in one pass (in the
+    shard's order), each video's frames in one decoding pass (in time order).
+
+    Never raises for bad input: every failure is a payload with an ``error``.
+    """
+    for kind, group in _groups(names):
+        if kind == "file":
+            yield Payload(group[0], path=group[0])
+        elif kind == "container":
+            yield _unlisted_container(group[0], settings)
+        elif kind == "objects":
+            for url, data in remote.read_objects(group, settings.storage_options, settings.read_concurrency):
+                failed = isinstance(data, OSError)
+                yield Payload(url, error=_read_error(data)) if failed else Payload(url, data=data)
+        elif kind == "frame":
+            yield from _frames(locate(group[0]).container, group, settings)
         else:
-            yield from _members(container, members, settings)
+            yield from _members(locate(group[0]).container, group, settings)
+
+
+class PayloadFeed:
+    """The payloads of ``names``, handed out one name at a time in about :func:`reading_order`:
+    read ahead by :func:`iter_payloads` and held until asked for (members a shard stores out of
+    the asked order wait here)."""
+
+    def __init__(self, names: Iterable[str], settings: SourceSettings) -> None:
+        self._stream = iter_payloads(names, settings)
+        self._ready: dict[str, Payload] = {}
+
+    def get(self, name: str) -> Payload:
+        while name not in self._ready:
+            payload = next(self._stream, None)
+            if payload is None:
+                raise KeyError(f"{name!r} was not among the names to read")
+            self._ready[payload.name] = payload
+        return self._ready.pop(name)
 
 
 def _unlisted_container(name: str, settings: SourceSettings) -> Payload:

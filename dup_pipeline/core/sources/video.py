@@ -111,8 +111,8 @@ def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAUL
     """Decode the video once and yield the frame of each window starting at one of ``seconds``.
 
     A window's frame is the first decoded at or after its start and before its end
-    (``1 / fps`` later). Frames come in time order as they are decoded; windows without a
-    decodable frame come with an error. Frames larger than ``max_side`` are scaled down (memory
+    (``1 / fps`` later). Windows come in time order; one without a decodable frame comes with
+    an error. Frames larger than ``max_side`` are scaled down (memory
     stays bounded when frames queue for decoding threads). Raises :class:`VideoError` when the
     video cannot be opened.
     """
@@ -124,7 +124,7 @@ def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAUL
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        decoded, missed = 0, []
+        decoded = 0
         try:
             for packet in container.demux(stream):
                 try:
@@ -143,7 +143,8 @@ def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAUL
                             image = image or _image(frame, max_side)
                             yield Frame(window, image, (frame.width, frame.height))
                         else:
-                            missed.append(window)
+                            damaged = f" ({skipped} damaged packets skipped)" if skipped else ""
+                            yield Frame(window, error="no frame decoded in this window" + damaged)
                 if not pending:
                     break
         except (av.error.FFmpegError, OSError, EOFError) as exc:
@@ -151,7 +152,5 @@ def iter_frames(handle: IO[bytes], seconds: Iterable[float], fps: float = DEFAUL
         else:
             reason = "no frame decoded in this window"
     damaged = f" ({skipped} damaged packets skipped)" if skipped else ""
-    for window in missed:
-        yield Frame(window, error="no frame decoded in this window" + damaged)
     for window in pending:
         yield Frame(window, error=reason + damaged)
