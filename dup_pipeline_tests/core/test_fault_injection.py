@@ -1,7 +1,8 @@
 """A run killed by SIGKILL at every atomic write, then resumed, ends with a clean run's outputs.
 
-The run under test has changed, added and deleted images (and a bad file) in its offset ranges,
-so every kind of range rewrite is interrupted. A child process counts the os.replace calls (every
+The run under test (the whole pipeline with its report, at the command line's defaults) has
+changed, added and deleted images (and a bad file) in its offset ranges, so every kind of range
+rewrite is interrupted. A child process counts the os.replace calls (every
 atomic write ends in one) and SIGKILLs itself just before the Nth, for every N of the run; the
 children are forked from a server that has imported the pipeline once, to keep the test short.
 """
@@ -42,7 +43,7 @@ def fault_config(tmp: str) -> PipelineConfig:
     tmp_path = Path(tmp)
     model = ModelConfig(model_path=str(tmp_path / "m.onnx"), normalization="raw")
     return PipelineConfig(tmp_path / "images", str(tmp_path / "work"), range_size=4, num_threads=1,
-                          report=False, model=model)
+                          model=model)
 
 
 def _image(folder: Path, name: str, color: tuple[int, int, int]) -> None:
@@ -53,6 +54,7 @@ def _image(folder: Path, name: str, color: tuple[int, int, int]) -> None:
 # record; audit_summary.md) differs after a kill that lets the killed run store its record: the
 # audit's current findings and counts (audits/latest.json without new_*/resolved_*) must not.
 AUDIT_HISTORY = re.compile(r"audit_summary\.md|audits/\d{4}-\d\d-\d\dT\d+\.\d+Z\.json")
+REPORT_TIME = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d")  # when the report pages were generated
 
 
 def _audit_now(data: bytes) -> bytes:
@@ -62,13 +64,23 @@ def _audit_now(data: bytes) -> bytes:
 
 
 def _outputs(work: Path) -> dict[str, bytes]:
-    """Every file of the work_dir, byte for byte, but for the audit history (see above)."""
+    """Every file of the work_dir, byte for byte, but for the audit history and the report's time
+    (see above)."""
     found = {}
     for path in sorted(p for p in work.rglob("*") if p.is_file()):
-        name = str(path.relative_to(work))
-        if not AUDIT_HISTORY.fullmatch(name):
-            found[name] = _audit_now(path.read_bytes()) if name == "audits/latest.json" else path.read_bytes()
+        name, data = str(path.relative_to(work)), path.read_bytes()
+        if name == "audits/latest.json":
+            found[name] = _audit_now(data)
+        elif name.endswith(".html"):
+            found[name] = REPORT_TIME.sub(b"<time>", data)
+        elif not AUDIT_HISTORY.fullmatch(name):
+            found[name] = data
     return found
+
+
+def _around_difference(got: bytes, expected: bytes) -> tuple[bytes, bytes]:
+    at = next((i for i, (x, y) in enumerate(zip(got, expected)) if x != y), min(len(got), len(expected)))
+    return got[max(0, at - 100):at + 60], expected[max(0, at - 100):at + 60]
 
 
 def _changed_folder(tmp_path: Path) -> None:
@@ -122,5 +134,6 @@ def test_kill_at_every_atomic_write_then_resume_gives_the_clean_outputs(tmp_path
         resumed = _outputs(work)
         assert resumed.keys() == expected.keys(), (kill_at, targets[kill_at - 1])
         for name, data in expected.items():
-            assert resumed[name] == data, (kill_at, targets[kill_at - 1], name)
+            assert resumed[name] == data, (kill_at, targets[kill_at - 1], name,
+                                           _around_difference(resumed[name], data))
     print(f"kill points covered: {len(targets)}")
