@@ -249,23 +249,21 @@ def best_threshold(table: pl.DataFrame, precision: float = 0.98) -> dict:
 
 
 def _prepare_variants(embedder: Embedder) -> dict[str, Callable[[str], list[np.ndarray]]]:
+    """Each variant makes model-sized images; ``embedder.prepare`` turns them into model input as the
+    pipeline does (its own resize is then a no-op)."""
     size = (embedder.spec.width, embedder.spec.height)
-
-    def norm(img: Image.Image) -> np.ndarray:
-        return (np.asarray(img, dtype=np.float32) - embedder._mean) * embedder._inv_std
 
     def reduced(path: str) -> Image.Image:
         return decode_image(path).image
 
     def squash(img: Image.Image, resample=Image.Resampling.BILINEAR) -> np.ndarray:
-        return norm(img.resize(size, resample))
+        return embedder.prepare(img.resize(size, resample))
 
     def pad(img: Image.Image) -> np.ndarray:
-        fitted = ImageOps.pad(img, size, Image.Resampling.BILINEAR, color=(127, 127, 127))
-        return norm(fitted)
+        return embedder.prepare(ImageOps.pad(img, size, Image.Resampling.BILINEAR, color=(127, 127, 127)))
 
     def centre(img: Image.Image) -> np.ndarray:
-        return norm(ImageOps.fit(img, size, Image.Resampling.BILINEAR))
+        return embedder.prepare(ImageOps.fit(img, size, Image.Resampling.BILINEAR))
 
     return {
         "squash, bilinear (current)": lambda p: [squash(reduced(p))],
