@@ -289,13 +289,15 @@ def _top_classes(logits: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndar
 
 
 class _FeatureBatcher:
-    """Collects prepared images and runs the model a batch at a time."""
+    """Collects prepared images and runs the model a batch at a time, writing the vectors into one
+    array of ``capacity`` rows (the rows to embed), so a range's vectors are held once, not in pieces
+    that are then concatenated."""
 
-    def __init__(self, features: FeatureSettings) -> None:
+    def __init__(self, features: FeatureSettings, capacity: int) -> None:
         self.features = features
         self.pending: list[tuple[int, np.ndarray, str]] = []
         self.indexes: list[int] = []
-        self.vectors: list[np.ndarray] = []
+        self.matrix = np.empty((capacity, features.embedder.spec.dim), np.float32)
         self.top_class: list[np.ndarray] = []
         self.top_score: list[np.ndarray] = []
         self.copies: list[tuple[int, int]] = []  # (index, index of the byte-identical row embedded)
@@ -315,13 +317,14 @@ class _FeatureBatcher:
         _, tensors, paths = zip(*self.pending)
         vectors, logits = self.features.embedder.run(list(tensors), list(paths))  # paths name a NaN vector
         top, score = _top_classes(logits, len(self.pending))
+        self.matrix[len(self.indexes) : len(self.indexes) + len(vectors)] = vectors
         self.indexes.extend(i for i, *_ in self.pending)
-        self.vectors.append(vectors)
         self.top_class.append(top)
         self.top_score.append(score)
         self.pending = []
 
-    def result(self, dim: int) -> RangeFeatures:
+    def result(self) -> RangeFeatures:
+        """The vectors in the order embedded, then the copies (see :func:`_merge_features` for order)."""
         self.flush()
         index = pl.DataFrame(
             {"index": self.indexes,
@@ -329,25 +332,32 @@ class _FeatureBatcher:
              "top_score": np.concatenate(self.top_score) if self.top_score else np.empty(0, np.float32)},
             schema=FEATURE_INDEX_SCHEMA,
         )
-        vectors = np.concatenate(self.vectors) if self.vectors else np.empty((0, dim), np.float32)
+        n = len(self.indexes)
         if self.copies:
             position = {i: p for p, i in enumerate(self.indexes)}
             rows = [position[source] for _, source in self.copies]
+            self.matrix[n : n + len(rows)] = self.matrix[rows]
             copied = index[rows].with_columns(index=pl.Series([i for i, _ in self.copies], dtype=pl.Int64))
-            index, vectors = pl.concat([index, copied]), np.concatenate([vectors, vectors[rows]])
-        return RangeFeatures(index, vectors)
+            index, n = pl.concat([index, copied]), n + len(rows)
+        return RangeFeatures(index, self.matrix[:n])
 
 
 def _merge_features(old: RangeFeatures | None, keep: set[int], new: RangeFeatures) -> RangeFeatures:
-    if old is None or not keep:
-        parts = [new]
-    else:
+    """The kept rows of ``old`` and the ``new`` rows in manifest order (copying ``new``'s vectors
+    only when there is something to merge or reorder)."""
+    index, vectors = new.index, new.vectors
+    if old is not None and keep:
         mask = old.index["index"].is_in(list(keep)).to_numpy()
-        parts = [RangeFeatures(old.index.filter(pl.Series(mask)), np.asarray(old.vectors[mask])), new]
-    index = pl.concat([p.index for p in parts])
-    vectors = np.concatenate([p.vectors for p in parts])
-    order = np.argsort(index["index"].to_numpy(), kind="stable")
-    return RangeFeatures(index[order], np.ascontiguousarray(vectors[order]))
+        kept = int(mask.sum())
+        index = pl.concat([old.index.filter(pl.Series(mask)), new.index])
+        vectors = np.empty((kept + len(new.vectors), new.vectors.shape[1]), np.float32)
+        vectors[:kept] = old.vectors[mask]
+        vectors[kept:] = new.vectors
+    order = index["index"].to_numpy()
+    if len(order) > 1 and not (np.diff(order) > 0).all():
+        order = np.argsort(order, kind="stable")
+        index, vectors = index[order], vectors[order]
+    return RangeFeatures(index, np.ascontiguousarray(vectors))
 
 
 @holding_range_lock
@@ -387,7 +397,7 @@ def scan_range(
     todo = rows.filter(pl.col("index").is_in(list(scan_todo | feat_todo)))
     if advance is not None:
         advance(rows.height - todo.height)
-    batcher = _FeatureBatcher(features) if features is not None else None
+    batcher = _FeatureBatcher(features, len(feat_todo)) if features is not None else None
     bad_rows, stat_rows = [], []
     for item in process_rows(
         todo, settings, num_threads or default_threads(), stats_for=scan_todo,
@@ -416,7 +426,7 @@ def scan_range(
         _commit(folder, "scan", rows, scan_tag, {"bad": bad, "stats": stats})
     embedded = copied = 0
     if features is not None and batcher is not None:
-        fresh = batcher.result(features.embedder.spec.dim)
+        fresh = batcher.result()
         embedded, copied = fresh.index.height, len(batcher.copies)
         if feat_todo or not _state_current(folder, "features", rows, feat_tag):
             merged = _merge_features(old_features, feat_keep, fresh)

@@ -100,3 +100,24 @@ def test_decoding_ahead_is_bounded_in_bytes(tmp_path: Path, max_bytes: int) -> N
         assert max(ahead) <= 4 + 2 * 2
     else:  # no byte bound: decoding runs far ahead of the slow model (up to max_items rows)
         assert max(ahead) > 12
+
+
+def test_range_vectors_are_held_once(tmp_path: Path) -> None:
+    """The model writes into one preallocated array; merging rows already in manifest order copies nothing."""
+    from dup_pipeline.core.config import ModelConfig
+    from dup_pipeline.core.range_scan import RangeFeatures, _FeatureBatcher, _merge_features
+
+    features = ModelConfig(model_path="efficientnet_lite0", batch_size=2).feature_settings()
+    batcher = _FeatureBatcher(features, capacity=6)
+    images = [features.embedder.prepare(noise_image(i)) for i in range(3)]
+    for i, tensor in zip((3, 5, 8), images, strict=True):
+        batcher.add(i, tensor, f"{i}.png")
+    fresh = batcher.result()
+    assert fresh.index["index"].to_list() == [3, 5, 8]
+    assert np.shares_memory(fresh.vectors, batcher.matrix)
+    merged = _merge_features(None, set(), fresh)
+    assert merged.vectors is fresh.vectors or np.shares_memory(merged.vectors, batcher.matrix)
+    old = RangeFeatures(fresh.index.with_columns(index=pl.Series([1, 4, 9])), fresh.vectors[::-1].copy())
+    both = _merge_features(old, {1, 9}, fresh)  # kept rows 1 and 9 interleave with the new 3, 5, 8
+    assert both.index["index"].to_list() == [1, 3, 5, 8, 9]
+    np.testing.assert_array_equal(both.vectors, np.stack([old.vectors[0], *fresh.vectors, old.vectors[2]]))
