@@ -43,10 +43,11 @@ def _groups(work: WorkDir, manifest: pl.DataFrame) -> pl.DataFrame:
 
 def clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labels: bool = False) -> CleanList:
     """Which files of ``work``'s manifest to keep, and why the others are dropped."""
-    manifest = pl.read_parquet(work.manifest).select("index", pl.col("path").alias("filename"), "missing")
+    full = pl.read_parquet(work.manifest)
+    manifest = full.select("index", pl.col("path").alias("filename"), "missing")
     reasons = [pl.read_parquet(work.bad_files_parquet).select("index", ("bad: " + pl.col("error_code")).alias("reason"))]
     stats = pl.read_parquet(work.image_stats_parquet).select("index", (pl.col("width") * pl.col("height")).alias("px"))
-    groups = _groups(work, manifest).join(stats, on="index", how="inner").join(manifest, on="index")
+    groups = _groups(work, full).join(stats, on="index", how="inner").join(manifest, on="index")
     if groups.height:
         ranked = groups.sort(["group", "px", "index"], descending=[False, True, False])
         representative = ranked.group_by("group", maintain_order=True).first().select(
