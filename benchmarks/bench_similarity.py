@@ -20,10 +20,12 @@
 4. Ground truth: exact (Flat) k-nearest neighbours of every planted source and copy; a planted pair
    "should be listed" when exact search lists it (either side, similarity >= ``--threshold``).
    Methods (each in its own process for its peak RSS): HNSW32 at several efSearch, HNSW on PCA-256
-   or SQ8 codes and IVF-Flat / IVF-SQ8 / PCA-IVF with exact re-ranking of ``--rerank`` x k
-   candidates on the full vectors (read from the memory-mapped matrix). Reports build and
-   all-neighbour search time, planted-pair recall, recall@k on 1000 random rows and peak RSS
-   (total and anonymous, i.e. without the memory-mapped matrix's pages).
+   or SQ8 codes and IVF-Flat / IVF-SQ8 / PCA-IVF with exact re-ranking of ``--rerank`` x (k+1)
+   candidates on the full vectors read from the memory-mapped matrix (``dup_pipeline.core.rerank``).
+   Reports build and all-neighbour search time, planted-pair recall, recall@k on ``--exact-sample``
+   random rows and peak RSS (total and anonymous, i.e. without the memory-mapped matrix's pages).
+   At 1M on a loaded machine ``--no-exact-planted`` skips the exact neighbours of the planted rows:
+   the denominator is then the planted pairs at similarity >= ``--threshold``.
 """
 
 from __future__ import annotations
@@ -226,6 +228,8 @@ def run_method(name: str, path: str, n: int, k: int, rerank_factor: int, threads
     """Build ``name``'s index over the memmap at ``path`` once, then search every row with each param."""
     import faiss
 
+    from dup_pipeline.core.rerank import rerank
+
     faiss.omp_set_num_threads(threads)
     rss = RssPeak()
     x = np.memmap(path, dtype=np.float32, mode="r", shape=(n, DIM))
@@ -251,7 +255,7 @@ def run_method(name: str, path: str, n: int, k: int, rerank_factor: int, threads
             q = np.ascontiguousarray(x[start:start + 65_536])
             s, i = index.search(q, kk)
             if do_rerank:
-                s, i = _rerank_block(x, q, i, k + 1)
+                s, i = rerank(x, q, i, k + 1)
             elif metric == "l2":
                 s = 1 - s / 2
             sims[start:start + len(q)], ids[start:start + len(q)] = s[:, :k + 1], i[:, :k + 1]
@@ -266,25 +270,6 @@ def run_method(name: str, path: str, n: int, k: int, rerank_factor: int, threads
         r["peak_rss_gib"] = int(hwm["VmHWM"].split()[0]) / 2**20
         r["peak_anon_gib"] = rss.anon
     return results
-
-
-def _rerank_block(x: np.ndarray, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact similarities of the query block ``q`` with its candidates (rows of the memmap ``x``)."""
-    out_s = np.empty((len(q), k), np.float32)
-    out_i = np.empty((len(q), k), np.int64)
-    for start in range(0, len(q), 1024):
-        c = cand[start:start + 1024]
-        safe = np.where(c >= 0, c, 0)
-        flat_ids = safe.ravel()
-        order = np.argsort(flat_ids, kind="stable")
-        rows = np.empty((flat_ids.size, DIM), np.float32)
-        rows[order] = x[flat_ids[order]]  # read the memmap in file order
-        s = np.einsum("bd,bkd->bk", q[start:start + len(c)], rows.reshape(*c.shape, DIM))
-        s[c < 0] = -np.inf
-        top = np.argsort(-s, axis=1)[:, :k]
-        out_s[start:start + len(c)] = np.take_along_axis(s, top, 1)
-        out_i[start:start + len(c)] = np.take_along_axis(c, top, 1)
-    return out_s, out_i
 
 
 def isolated(*args) -> list[dict]:
@@ -364,6 +349,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--rerank", type=int, default=2, help="candidates = rerank x (k+1) for *-rerank methods")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tag", default="", help="suffix of this run's section in --out (several runs per n)")
     parser.add_argument("--exact-sample", type=int, default=1000, help="random rows with exact neighbours (recall@k)")
     parser.add_argument("--no-exact-planted", action="store_true",
                         help="skip exact neighbours of planted rows (slow at 1M): a planted pair should be listed "
@@ -425,13 +411,15 @@ def main() -> None:
 def write_section(args, real, copy_sims, real_q, synth_q, at_n_q, should, planted, results) -> None:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    marker_start, marker_end = START.replace(":start", f"_{args.n}:start"), END.replace(":end", f"_{args.n}:end")
-    lines = [marker_start, f"### {args.n:,} vectors", "",
+    key = f"_{args.n}{'_' + args.tag if args.tag else ''}"
+    marker_start, marker_end = START.replace(":start", f"{key}:start"), END.replace(":end", f"{key}:end")
+    lines = [marker_start, f"### {args.n:,} vectors{' (' + args.tag + ')' if args.tag else ''}", "",
              f"Measured {when}, load average {load} at the last result (2 cores shared with other work: times "
              f"are noisy and pessimistic): `python benchmarks/bench_similarity.py --n {args.n} --methods "
              f"{' '.join(args.methods)}"
              + (f" --exact-sample {args.exact_sample}" if args.exact_sample != 1000 else "")
-             + (" --no-exact-planted" if args.no_exact_planted else "") + f"`, {args.threads} threads, k={args.k}, threshold={args.threshold}.",
+             + (" --no-exact-planted" if args.no_exact_planted else "")
+             + (f" --tag {args.tag}" if args.tag else "") + f"`, {args.threads} threads, k={args.k}, threshold={args.threshold}.",
              "",
              f"- Real embeddings: {len(real['x'])} images + {len(real['copy'])} near copies; copy similarity "
              f"quantiles (1/10/50/90/99%) {np.round(np.quantile(copy_sims, [0.01, 0.1, 0.5, 0.9, 0.99]), 3).tolist()}.",
