@@ -35,7 +35,6 @@ import io
 import json
 import multiprocessing
 import os
-import resource
 import sys
 import threading
 import time
