@@ -52,7 +52,8 @@ def assemble_features(
     digest = _ranges_digest(work, manifest.height, range_size)
     if work.features_meta.exists() and work.features_dat.exists():
         meta = json.loads(work.features_meta.read_text())
-        if meta.get("ranges_digest") == digest and meta.get("model_id") == model_id and meta.get("model") == model:
+        same_model = meta.get("model_id") == model_id and meta.get("model") == model
+        if meta.get("ranges_digest") == digest and same_model:
             return load_features(work)
     parts = [read_range_features(work, r) for r in offset_ranges(manifest.height, range_size)]
     parts = [p for p in parts if p is not None and p.index.height]

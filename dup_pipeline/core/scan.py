@@ -94,7 +94,8 @@ class Processed:
         """This result for ``row``, a file with the same bytes (its own index, name and size)."""
         stats = {**self.stats, "index": row["index"], "filename": row["path"], "file_size": row["size"]} \
             if self.stats is not None else None
-        return Processed(row, self.bad, stats, None, self.row["index"] if self.tensor is not None else self.same_as)
+        same_as = self.row["index"] if self.tensor is not None else self.same_as
+        return Processed(row, self.bad, stats, None, same_as)
 
 
 def bad_row(row: dict, bad: BadFile) -> dict:

@@ -89,7 +89,9 @@ def test_fp32_when_no_candidate_qualifies(cache: Path, monkeypatch: pytest.Monke
 def test_concurrent_first_uses_measure_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _measured_as(monkeypatch, GOOD, SLOW, delay=0.5)
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(C.auto_model_spec().description)) for _ in range(3)]
+    def first_use() -> None:
+        results.append(C.auto_model_spec().description)
+    threads = [threading.Thread(target=first_use) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
@@ -108,7 +110,8 @@ def test_decision_is_per_cpu_and_onnxruntime(cache: Path, monkeypatch: pytest.Mo
     assert here.parent == other_cpu.parent == cache
 
 
-def test_explicit_model_path_never_measures(cache: Path, monkeypatch: pytest.MonkeyPatch, fp32: ModelSpec) -> None:
+def test_explicit_model_path_never_measures(cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                            fp32: ModelSpec) -> None:
     _measured_as(monkeypatch)  # any call would fail: no agreement to return
     assert ModelConfig(model_path=FP32_MODEL).spec().description == f"{FP32_MODEL} (model_path)"
     assert ModelConfig(model_path=fp32.path, output_name="embedding").spec().label == Path(fp32.path).name
@@ -131,7 +134,8 @@ def test_switching_the_auto_choice_re_embeds_every_image(
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / Path(fp32.path).name).symlink_to(fp32.path)
-    monkeypatch.setattr(C, "default_model_spec", lambda: replace(fp32, path=str(cache / Path(fp32.path).name)))
+    local = replace(fp32, path=str(cache / Path(fp32.path).name))
+    monkeypatch.setattr(C, "default_model_spec", lambda: local)
     monkeypatch.setattr(C, "int8_model_spec", lambda reduce_range=True: int8)
     images = tmp_path / "images"
     for i in range(5):

@@ -19,7 +19,7 @@ from dup_pipeline_tests.conftest import noise_image, save_image
 
 
 def _folder(root: Path) -> Path:
-    """a.png, three byte-identical copies of it (b, c, d), e.png, and a corrupt file f.png with its copy g.png."""
+    """a.png, three byte-identical copies of it (b, c, d), e.png, a corrupt f.png and its copy g.png."""
     save_image(root / "a.png", noise_image(1))
     for name in ("b", "c", "d"):
         shutil.copy(root / "a.png", root / f"{name}.png")
@@ -35,8 +35,8 @@ def test_byte_identical_rows_are_decoded_once(tmp_path: Path, monkeypatch: pytes
     decoded: list[str] = []
     real = S.decode_image
     monkeypatch.setattr(S, "decode_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
-    items = list(S.process_rows(manifest, S.DecodeSettings(), 2, prepare=lambda d: np.asarray(d.image, np.float32),
-                                max_items=2))
+    prepare = lambda d: np.asarray(d.image, np.float32)  # noqa: E731
+    items = list(S.process_rows(manifest, S.DecodeSettings(), 2, prepare=prepare, max_items=2))
     assert sorted(Path(p).name for p in decoded) == ["a.png", "e.png", "f.png"]
     by_name = {Path(i.row["path"]).name: i for i in items}
     assert [Path(i.row["path"]).name for i in items] == sorted(by_name)  # manifest order

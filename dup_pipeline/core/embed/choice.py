@@ -66,11 +66,13 @@ def probe_images() -> list[Image.Image]:
     """8 deterministic images (the demo's drawings, dead leaves, 1/f noise) then a copy of each
     (resized to 80% and saved as JPEG quality 80): copy ``i + 8`` belongs to image ``i``."""
     rng = np.random.default_rng(_PROBE_SEED)
-    base = [draw_class_image(c, rng) for c in (*CLASSES, *CLASSES[:2])] + [_dead_leaves(rng), _pink_noise(rng)]
+    base = [draw_class_image(c, rng) for c in (*CLASSES, *CLASSES[:2])]
+    base += [_dead_leaves(rng), _pink_noise(rng)]
     copies = []
     for img in base:
         buf = io.BytesIO()
-        img.resize((img.width * 4 // 5, img.height * 4 // 5), Image.Resampling.LANCZOS).save(buf, "JPEG", quality=80)
+        smaller = img.resize((img.width * 4 // 5, img.height * 4 // 5), Image.Resampling.LANCZOS)
+        smaller.save(buf, "JPEG", quality=80)
         copies.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
     return base + copies
 
