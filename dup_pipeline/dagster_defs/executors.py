@@ -105,10 +105,13 @@ def _execute_stepwise(executor, plan_context, execution_plan) -> Iterator[dg.Dag
                     EngineEventData())
                 raise DagsterExecutionInterruptedError()
             for step in active.get_steps_to_execute():
+                # arguments bound in a partial: Dask walks submit()'s own arguments, and a partitioned
+                # run's DagsterRun holds records (partition subsets) that refuse iteration
+                task = functools.partial(query_on_dask_worker, [], plan_context.reconstructable_job,
+                                         plan_context.dagster_run, plan_context.run_config, [step.key],
+                                         instance_ref, active.get_known_state())
                 future = client.submit(
-                    query_on_dask_worker, [], plan_context.reconstructable_job, plan_context.dagster_run,
-                    plan_context.run_config, [step.key], instance_ref, active.get_known_state(),
-                    key=f"{job_name}.{run_id}.{step.key}",  # unique per run on a shared scheduler
+                    task, key=f"{job_name}.{run_id}.{step.key}",  # unique per run on a shared scheduler
                     resources=get_dask_resource_requirements(step.tags), pure=False,
                 )
                 running[future] = step.key
