@@ -333,3 +333,11 @@ def test_payload_feed_hands_out_members_in_any_order(tmp_path: Path, members) ->
     assert [feed.get(n).data for n in names] == [members[locate(n).member] for n in names]
     with pytest.raises(KeyError):
         feed.get(f"{shard}/other.jpg")
+
+
+def test_two_names_of_one_frame_both_read(tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "clip.mkv", "matroska")
+    names = [f"{clip}#t=1", f"{clip}#t=1.000"]
+    payloads = list(iter_payloads(names, SETTINGS))
+    assert sorted(p.name for p in payloads) == sorted(names)
+    assert all(close_to(p.frame, SCENES[1]) for p in payloads)

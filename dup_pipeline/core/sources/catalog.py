@@ -363,15 +363,17 @@ def _members(shard: str, names: list[str], settings: SourceSettings) -> Iterator
 
 
 def _frames(clip: str, names: list[str], settings: SourceSettings) -> Iterator[Payload]:
-    wanted = {locate(n).seconds: n for n in names}
+    wanted: dict[float, list[str]] = {}
+    for name in names:  # ``#t=1`` and ``#t=1.000`` name the same window
+        wanted.setdefault(locate(name).seconds, []).append(name)
     try:
         with remote.open_binary(clip, settings.storage_options) as handle:
             for frame in video.iter_frames(handle, list(wanted), settings.video_fps, FRAME_SIDE):
-                name = wanted.pop(frame.seconds)
-                if frame.image is not None:
-                    yield Payload(name, frame=frame.image, frame_size=frame.size)
-                else:
-                    yield Payload(name, error=("corrupt", frame.error or "no frame"))
+                for name in wanted.pop(frame.seconds):
+                    if frame.image is not None:
+                        yield Payload(name, frame=frame.image, frame_size=frame.size)
+                    else:
+                        yield Payload(name, error=("corrupt", frame.error or "no frame"))
         return
     except video.VideoError as exc:
         failure = ("corrupt", f"not a readable video: {exc}")
@@ -379,5 +381,5 @@ def _frames(clip: str, names: list[str], settings: SourceSettings) -> Iterator[P
         failure = _gone(exc, "video no longer exists")
     except OSError as exc:
         failure = _read_error(exc)
-    for name in wanted.values():
+    for name in (n for group in wanted.values() for n in group):
         yield Payload(name, error=failure)
