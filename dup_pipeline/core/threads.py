@@ -24,6 +24,9 @@ def resolve_threads(num_threads: int | None) -> int:
 def model_threads(cores: int | None = None) -> int:
     """onnxruntime's intra-op threads while images are decoded alongside: one core fewer than the
     machine has (at least 1), its idle threads sleeping instead of spinning. Measured on 2 shared
-    cores (benchmarks/bench_threads.py): 1 model thread + 2 decode threads 26.0 images/s against
-    17.7 with 2 spinning model threads (the former default), 20.9 with 2 sleeping ones."""
+    cores, 150 JPEGs (benchmarks/bench_threads.py, medians, int8 / fp32 model), 1 sleeping model
+    thread + 2 decode threads against 2 spinning model threads (the former default): 63.4 vs 53.7 /
+    39.9 vs 32.8 images/s at load average ~6, 26.0 vs 17.7 (int8) at ~15; 2 sleeping model threads
+    were as fast in wall time (64.4 / 38.6) but used more CPU per image (71.6 vs 76.6 int8 images
+    per CPU-second)."""
     return max(1, (cores or default_threads()) - 1)
