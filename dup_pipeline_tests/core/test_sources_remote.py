@@ -170,3 +170,18 @@ def test_change_stamp_from_listing_fields() -> None:
 def test_missing_extra_names_the_extra() -> None:
     with pytest.raises(InputError, match=r"dup-pipeline\[gcs\]"):
         list_prefix("gs://bucket/prefix", SourceSettings())
+
+
+def test_store_without_credentials_is_an_input_error(s3, monkeypatch) -> None:
+    settings, _ = s3
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    options = {"s3": {**settings.storage_options["s3"], "skip_instance_cache": True}}
+    bare = SourceSettings(storage_options=options)
+    with pytest.raises(InputError, match="cannot list 's3://bkt/imgs'.*[Cc]redentials"):
+        list_prefix("s3://bkt/imgs", bare)
+    with pytest.raises(InputError, match="cannot read 's3://bkt/imgs/0001.jpg'"):
+        stat_files(["s3://bkt/imgs/0001.jpg"], bare)

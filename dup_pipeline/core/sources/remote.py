@@ -70,8 +70,8 @@ def list_objects(url: str, storage_options: StorageOptions | None = None) -> lis
         found = fs.find(path, detail=True)
     except FileNotFoundError:
         found = {}
-    except OSError as exc:
-        raise InputError(f"cannot list {url!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - no access, no credentials, unreachable store: say so, no traceback
+        raise InputError(f"cannot list {url!r}: {_describe(exc)}") from None
     if not found:
         raise InputError(f"input {url!r} does not exist or holds no objects")
     objects = [_object(fs, p, info) for p, info in found.items() if info.get("type", "file") == "file"]
@@ -82,12 +82,20 @@ def list_objects(url: str, storage_options: StorageOptions | None = None) -> lis
     return sorted((o for o in objects if o is not None), key=lambda o: o.url)
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def _stat(url: str, storage_options: StorageOptions | None) -> RemoteObject | None:
+    """The object's size and stamp; None when it cannot be found or read (a bad file later); a
+    store that cannot be used at all (no credentials, bad configuration) is an :class:`InputError`."""
     fs, path = filesystem(url, storage_options)
     try:
         return _object(fs, path, fs.info(path))
     except (OSError, ValueError):
         return None
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"cannot read {url!r}: {_describe(exc)}") from None
 
 
 def stat_objects(urls: list[str], storage_options: StorageOptions | None = None,
@@ -104,7 +112,7 @@ def _cat(url: str, storage_options: StorageOptions | None) -> bytes | OSError:
     except OSError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - a store's client error is an unreadable object, not a crash
-        return OSError(f"{type(exc).__name__}: {exc}")
+        return OSError(_describe(exc))
 
 
 def read_objects(urls: Iterable[str], storage_options: StorageOptions | None = None,
