@@ -70,7 +70,7 @@ def list_objects(url: str, storage_options: StorageOptions | None = None) -> lis
         found = fs.find(path, detail=True)
     except FileNotFoundError:
         found = {}
-    except Exception as exc:  # noqa: BLE001 - no access, no credentials, unreachable store: say so, no traceback
+    except Exception as exc:  # noqa: BLE001 - no access, no credentials, unreachable: say so, no traceback
         raise InputError(f"cannot list {url!r}: {_describe(exc)}") from None
     if not found:
         raise InputError(f"input {url!r} does not exist or holds no objects")
