@@ -80,8 +80,9 @@ def _crop_fields(crop: CropBox | None) -> dict | None:
 
 @dataclass(frozen=True)
 class RangeScanOutcome:
-    """What scanning a range did: rows decoded now, rows reused, bad, good and embedded counts
-    (``copied``: embeddings among ``embedded`` copied from a byte-identical file, not computed)."""
+    """What scanning a range did: rows decoded now (byte-identical copies of a row decoded now
+    included), rows reused, bad, good and embedded counts (``copied``: embeddings among
+    ``embedded`` copied from a byte-identical file, not computed)."""
 
     key: str
     rows: int
