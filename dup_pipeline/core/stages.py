@@ -165,6 +165,8 @@ def _describe(source: InputSpec) -> str:
 
 def compute_manifest(ctx: StageContext) -> Metrics:
     update_manifest(ctx.work, ctx.config.input, ctx.progress)
+    if ctx.config.labels is None and not ctx.config.labels_from_folders:
+        remove_label_outputs(ctx.work)  # labels dropped from the configuration: their findings go too
     ctx.forget()
     return {}
 

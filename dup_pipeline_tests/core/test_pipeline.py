@@ -122,3 +122,16 @@ def test_audit_new_outliers_are_images_that_became_outliers(tmp_path):
     assert "| wrong_labels | not measured (no labels) | | |" in second.markdown()
     assert "New images that became outliers:" in second.markdown()
     assert "wrong_labels" not in second.metrics() and second.metrics()["new_outliers"] == 1
+
+
+def test_manifest_stage_removes_label_findings_when_labels_are_no_longer_configured(tmp_path):
+    from dup_pipeline.core.stages import StageContext, run_stages
+
+    images = tmp_path / "images"
+    for i in range(3):
+        save_image(images / f"{i}.png", noise_image(i))
+    work = WorkDir(tmp_path / "work").ensure_writable()
+    work.mislabels_csv.write_text("filename,label\nx,y\n")  # left by an audit that had labels
+    results = run_stages(StageContext(PipelineConfig(images, str(work.root))), ["file_manifest"])
+    assert results["file_manifest"][0].metrics["files"] == 3
+    assert not work.mislabels_csv.exists()
