@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from dup_pipeline.core.atomic import atomic_path, write_csv, write_json, write_parquet
+from dup_pipeline.core.errors import WorkDirError
 from dup_pipeline.core.range_scan import read_range_features
 from dup_pipeline.core.ranges import offset_ranges
 from dup_pipeline.core.workdir import WorkDir
@@ -44,11 +45,26 @@ def _ranges_digest(work: WorkDir, n_rows: int, range_size: int) -> str:
     return digest.hexdigest()
 
 
+def _check_range_models(work: WorkDir, n_rows: int, range_size: int, model_id: str) -> None:
+    """Every range's embeddings come from ``model_id``: one model's vectors are never mixed with
+    another's (a run limited by min_offset/max_offset after the model changed re-embeds only its ranges)."""
+    for offset_range in offset_ranges(n_rows, range_size):
+        try:
+            state = json.loads((work.range_dir(offset_range) / "features.json").read_text())
+            used = json.loads(state["settings"])["model"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # never embedded: no vectors to mix
+        if used != model_id:
+            raise WorkDirError(f"range {offset_range.key} of {work.root} holds embeddings of model {used}, not of "
+                               f"{model_id}: run without min_offset/max_offset to embed every range with one model")
+
+
 def assemble_features(
     work: WorkDir, manifest: pl.DataFrame, range_size: int, model_id: str, dim: int,
     class_names: list[str] | None = None, model: str = "",
 ) -> FeatureMatrix:
     """Stream every range's vectors into ``features.dat`` (skipped when no range changed)."""
+    _check_range_models(work, manifest.height, range_size, model_id)
     digest = _ranges_digest(work, manifest.height, range_size)
     if work.features_meta.exists() and work.features_dat.exists():
         meta = json.loads(work.features_meta.read_text())

@@ -10,6 +10,7 @@ import pytest
 from dup_pipeline.core.config import ModelConfig, PipelineConfig
 from dup_pipeline.core.embed import choice as C
 from dup_pipeline.core.embed.model import FP32_MODEL, INT8_FULL_MODEL, ModelSpec, default_model_spec
+from dup_pipeline.core.errors import WorkDirError
 from dup_pipeline.core.pipeline import run_pipeline
 from dup_pipeline_tests.conftest import noise_image, save_image
 
@@ -152,3 +153,17 @@ def test_switching_the_auto_choice_re_embeds_every_image(
     assert second.embedded == first.embedded == 5
     assert second.features.model_id != first.features.model_id
     assert Path(int8.path).stem in second.features.model_id
+
+
+def test_vectors_of_two_models_are_never_mixed(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    for i in range(6):
+        save_image(images / f"{i}.png", noise_image(i))
+    work = str(tmp_path / "work")
+    first = run_pipeline(PipelineConfig(str(images), work, range_size=3, model=ModelConfig(model_path=FP32_MODEL)),
+                         run_mode=1)
+    assert first.features.matrix.shape[0] == 6
+    int8 = PipelineConfig(str(images), work, range_size=3, model=ModelConfig(model_path=INT8_FULL_MODEL))
+    with pytest.raises(WorkDirError, match=r"range 3-5 of .* holds embeddings of model efficientnet_lite0-"):
+        run_pipeline(int8, run_mode=1, max_offset=3)  # re-embeds range 0-2 only
+    assert run_pipeline(int8, run_mode=1).features.matrix.shape[0] == 6  # every range: one model again
