@@ -302,10 +302,15 @@ class _FeatureBatcher:
         self.top_class: list[np.ndarray] = []
         self.top_score: list[np.ndarray] = []
         self.copies: list[tuple[int, int]] = []  # (index, index of the byte-identical row embedded)
+        self.borrowed: list[tuple[int, np.ndarray, int, float]] = []  # (index, vector, top class, score)
 
     def copy(self, index: int, source: int) -> None:
         """``index`` gets the embedding of ``source``, a file with the same bytes (no model run)."""
         self.copies.append((index, source))
+
+    def borrow(self, index: int, embedded: tuple[np.ndarray, int, float]) -> None:
+        """``index`` gets an embedding another range computed for the same bytes (no model run)."""
+        self.borrowed.append((index, *embedded))
 
     def add(self, index: int, tensor: np.ndarray, path: str) -> None:
         self.pending.append((index, tensor, path))
@@ -340,6 +345,12 @@ class _FeatureBatcher:
             self.matrix[n : n + len(rows)] = self.matrix[rows]
             copied = index[rows].with_columns(index=pl.Series([i for i, _ in self.copies], dtype=pl.Int64))
             index, n = pl.concat([index, copied]), n + len(rows)
+        if self.borrowed:
+            indexes, vectors, top, score = zip(*self.borrowed)
+            self.matrix[n : n + len(vectors)] = np.stack(vectors)
+            borrowed = pl.DataFrame({"index": indexes, "top_class": top, "top_score": score},
+                                    schema=FEATURE_INDEX_SCHEMA)
+            index, n = pl.concat([index, borrowed]), n + len(vectors)
         return RangeFeatures(index, self.matrix[:n])
 
 
@@ -359,6 +370,35 @@ def _merge_features(old: RangeFeatures | None, keep: set[int], new: RangeFeature
         order = np.argsort(order, kind="stable")
         index, vectors = index[order], vectors[order]
     return RangeFeatures(index, np.ascontiguousarray(vectors))
+
+
+def _embedded_elsewhere(work: WorkDir, manifest: pl.DataFrame, offset_range: OffsetRange, rows: pl.DataFrame,
+                        wanted: set[int], tag: str) -> dict[int, tuple[np.ndarray, int, float]]:
+    """Embeddings of ``wanted`` rows whose bytes (content hash) an earlier range has already embedded
+    with the same settings (``tag``), read from that range's committed features; by manifest index."""
+    hashes = rows.filter(pl.col("index").is_in(list(wanted)) & ~pl.col("missing")
+                         & pl.col("content_hash").is_not_null())
+    first = (manifest.filter((pl.col("index") < offset_range.start) & ~pl.col("missing")
+                             & pl.col("content_hash").is_in(hashes["content_hash"].unique().to_list()))
+             .group_by("content_hash").agg(pl.col("index").min()))
+    size = offset_range.end - offset_range.start + 1  # ranges are nominal: every one has the same size
+    found: dict[str, tuple[np.ndarray, int, float]] = {}
+    for (start,), group in first.with_columns(start=pl.col("index") // size * size).group_by("start"):
+        folder = work.range_dir(OffsetRange(int(start), int(start) + size - 1))
+        state = _marker(folder, "features")
+        if state is None or state.get("settings") != tag:
+            continue
+        features, source_rows = _feature_files(folder, state), _read_table(folder, state, "rows")
+        if features is None or source_rows is None:  # rewritten meanwhile: embed here instead
+            continue
+        embedded_hash = dict(zip(source_rows["index"], source_rows["content_hash"], strict=True))
+        position = {i: p for p, i in enumerate(features.index["index"])}
+        for content_hash, index in zip(group["content_hash"], group["index"], strict=True):
+            if index in position and embedded_hash.get(index) == content_hash:
+                p = position[index]
+                found[content_hash] = (np.array(features.vectors[p]), int(features.index["top_class"][p]),
+                                       float(features.index["top_score"][p]))
+    return {i: found[h] for i, h in zip(hashes["index"], hashes["content_hash"], strict=True) if h in found}
 
 
 @holding_range_lock
@@ -395,30 +435,37 @@ def scan_range(
         feat_keep = _unchanged(rows, _previous_rows(folder, "features", feat_tag)) if old_features else set()
         known_bad = set(old_scan.bad["index"].to_list()) & scan_keep
         feat_todo = all_indexes - feat_keep - known_bad
-    todo = rows.filter(pl.col("index").is_in(list(scan_todo | feat_todo)))
+    borrowed = _embedded_elsewhere(work, manifest, offset_range, rows, feat_todo, feat_tag) if feat_todo else {}
+    todo = rows.filter(pl.col("index").is_in(list(scan_todo | (feat_todo - borrowed.keys()))))
     if advance is not None:
         advance(rows.height - todo.height)
     batcher = _FeatureBatcher(features, len(feat_todo)) if features is not None else None
     bad_rows, stat_rows = [], []
     for item in process_rows(
         todo, settings, num_threads or default_threads(), stats_for=scan_todo,
-        prepare=features.prepare if features is not None else None, prepare_for=feat_todo,
+        prepare=features.prepare if features is not None else None, prepare_for=feat_todo - borrowed.keys(),
     ):
         index = item.row["index"]
+        good = item.bad is None
         if item.bad is not None and index in scan_todo:
             bad_rows.append(bad_row(item.row, item.bad))
         if item.stats is not None:
             missed = crop.miss(item.stats["width"], item.stats["height"]) if crop is not None else None
             if missed is not None:
                 bad_rows.append(bad_row(item.row, missed))
+                good = False
             else:
                 stat_rows.append(item.stats)
         if item.tensor is not None and batcher is not None:
             batcher.add(index, item.tensor, item.row["path"])
         elif item.same_as is not None and batcher is not None:
             batcher.copy(index, item.same_as)
+        elif index in borrowed and good and batcher is not None:
+            batcher.borrow(index, borrowed[index])
         if advance is not None:
             advance(1)
+    for index in sorted(borrowed.keys() - scan_todo):  # not decoded now: their scan rows were reused
+        batcher.borrow(index, borrowed[index])  # type: ignore[union-attr]
     bad, stats = old_scan.bad, old_scan.stats
     if scan_todo or not _state_current(folder, "scan", rows, scan_tag):
         keep = pl.col("index").is_in(list(scan_keep))
@@ -428,7 +475,7 @@ def scan_range(
     embedded = copied = 0
     if features is not None and batcher is not None:
         fresh = batcher.result()
-        embedded, copied = fresh.index.height, len(batcher.copies)
+        embedded, copied = fresh.index.height, len(batcher.copies) + len(batcher.borrowed)
         if feat_todo or not _state_current(folder, "features", rows, feat_tag):
             merged = _merge_features(old_features, feat_keep, fresh)
             _commit(folder, "features", rows, feat_tag, {"index": merged.index},

@@ -68,9 +68,9 @@ def test_run_embeds_byte_identical_files_once(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(Embedder, "run", lambda self, prepared, names=None: embedded.append(len(prepared))
                         or real(self, prepared, names))
     summary = run_pipeline(PipelineConfig(str(root), str(tmp_path / "work"), range_size=3), run_mode=1)
-    assert sum(embedded) == 3  # a.png (first range), d.png (copy of a in the second range), e.png
-    assert summary.embedded == 5 and sum(r.copied for r in summary.ranges) == 2
-    assert "5 embedded this run, 2 of them copied from byte-identical files" in "\n".join(summary.lines())
+    assert sum(embedded) == 2  # a.png and e.png; b, c (a's range) and d (next range) get a's vector
+    assert summary.embedded == 5 and [r.copied for r in summary.ranges] == [2, 1, 0]
+    assert "5 embedded this run, 3 of them copied from byte-identical files" in "\n".join(summary.lines())
     features = load_features(WorkDir(summary.work_dir))
     names = [Path(f).name for f in features.index["filename"]]
     assert names == ["a.png", "b.png", "c.png", "d.png", "e.png"]
@@ -121,3 +121,24 @@ def test_range_vectors_are_held_once(tmp_path: Path) -> None:
     both = _merge_features(old, {1, 9}, fresh)  # kept rows 1 and 9 interleave with the new 3, 5, 8
     assert both.index["index"].to_list() == [1, 3, 5, 8, 9]
     np.testing.assert_array_equal(both.vectors, np.stack([old.vectors[0], *fresh.vectors, old.vectors[2]]))
+
+
+def test_new_model_borrows_across_ranges_without_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dup_pipeline.core.config import ModelConfig
+
+    root = _folder(tmp_path / "images")
+    work = str(tmp_path / "work")
+    fp32 = ModelConfig(model_path="efficientnet_lite0")
+    first = run_pipeline(PipelineConfig(str(root), work, range_size=3, model=fp32), run_mode=1)
+    embedded: list[int] = []
+    real = Embedder.run
+    monkeypatch.setattr(Embedder, "run", lambda self, prepared, names=None: embedded.append(len(prepared))
+                        or real(self, prepared, names))
+    again = run_pipeline(PipelineConfig(str(root), work, range_size=3,
+                                        model=ModelConfig(model_path="efficientnet_lite0_int8_full")), run_mode=1)
+    assert sum(embedded) == 2  # a.png and e.png: the statistics are kept, only the embeddings are redone
+    assert [r.decoded for r in again.ranges] == [3, 1, 0]  # d.png (range 3-5) is not even decoded
+    matrix = np.asarray(again.features.matrix)
+    assert again.features.model_id != first.features.model_id
+    assert all(np.array_equal(matrix[0], matrix[i]) for i in (1, 2, 3))
+    assert not np.array_equal(matrix[0], np.asarray(first.features.matrix)[0])  # the new model's vector
