@@ -43,7 +43,7 @@ from dup_pipeline.core.scan import (
 )
 from dup_pipeline.core.workdir import WorkDir, holding_range_lock
 
-SCAN_VERSION = "3"
+SCAN_VERSION = "4"
 FEATURES_VERSION = "3"
 PRODUCTS = ("scan", "features")
 T = TypeVar("T")

@@ -43,6 +43,8 @@ STATS_SCHEMA = {
     "unique": pl.Int64,
     "contrast": pl.Float64,
     "blur": pl.Float64,
+    "entropy": pl.Float64,
+    "colorfulness": pl.Float64,
 }
 
 
