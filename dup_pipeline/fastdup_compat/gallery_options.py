@@ -1,12 +1,13 @@
 """fastdup's gallery options over the report's sections: ``slice``, ``label_col``, ``get_label_func``,
-``group_by='label'``, ``lazy_load``, ``max_width``.
+``group_by='label'``, ``lazy_load``, ``max_width``, ``draw_bbox``, ``get_bounding_box_func``,
+``get_extra_col_func``.
 
 The sections read the work_dir's tables through :class:`OptionTables`, which filters them first, so
 each page is drawn by the report's own code.
 """
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,27 +18,107 @@ from dup_pipeline.core.atomic import write_text
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.report.data import WorkTables
 from dup_pipeline.core.report.render import Gallery, Section, publish, resolve_save_path
+from dup_pipeline.core.report.thumbnails import Box, load_thumb, thumbnail_src
+from dup_pipeline.core.report.views import Tile, human_size
 from dup_pipeline.core.workdir import WorkDir
+from dup_pipeline.fastdup_compat.boxes import crop_names
 
 log = logging.getLogger("dup_pipeline")
 
 Filter = Callable[[pl.DataFrame], pl.DataFrame]
 PAIR_SLICES = ("diff", "same")
-UNDRAWN = ("get_bounding_box_func", "get_extra_col_func", "draw_bbox", "get_reformat_filename_func")
+UNDRAWN = ("get_reformat_filename_func",)
+
+
+def _lookup(func: Any, parameter: str) -> Callable[[str], Any] | None:
+    """A callable or dict of file name -> value, as a function (None when not given)."""
+    if func is None:
+        return None
+    if isinstance(func, dict):
+        return func.get
+    if callable(func):
+        return func
+    raise ConfigError(f"{parameter} must be a callable or a dict of file name -> value, got {type(func).__name__}")
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """How each image of a gallery is drawn: an object-detection instance (a crop) as its full image with
+    its box outlined, plus the boxes of ``get_bounding_box_func`` and the text of ``get_extra_col_func``.
+    The user's functions get file names as fastdup shows them (``name``): the drawn image's for boxes,
+    the instance's (the crop's in a box run, as ``get_label_func``) for extra text."""
+
+    crops: dict[str, tuple[str, Box]]
+    name: Callable[[str], str]
+    boxes_of: Callable[[str], Any] | None = None
+    extra_of: Callable[[str], Any] | None = None
+
+    def image(self, path: str) -> tuple[str, tuple[Box, ...]]:
+        """The file drawn for ``path`` and the boxes outlined on it."""
+        image, box = self.crops.get(path, (path, None))
+        boxes = [box] if box is not None else []
+        if self.boxes_of is not None:
+            given = self.boxes_of(self.name(image))
+            try:
+                boxes += [tuple(int(v) for v in b) for b in (given or [])]
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"get_bounding_box_func must return a list of [x1, y1, x2, y2] boxes, got "
+                                  f"{given!r} for {self.name(image)!r}") from exc
+            if any(len(b) != 4 for b in boxes):
+                raise ConfigError(f"get_bounding_box_func must return boxes of 4 numbers [x1, y1, x2, y2], "
+                                  f"got {given!r} for {self.name(image)!r}")
+        return image, tuple(boxes)
+
+    def extra(self, path: str) -> str | None:
+        """Text under ``path``'s image, or None."""
+        if self.extra_of is None:
+            return None
+        value = self.extra_of(self.name(path))
+        return None if value is None else str(value)
+
+
+def drawing(work: WorkDir, name: Callable[[str], str], draw_bbox: Any = None, get_bounding_box_func: Any = None,
+            get_extra_col_func: Any = None) -> Drawing | None:
+    """The :class:`Drawing` of fastdup's options (None: images drawn as they are). ``draw_bbox``: None
+    (the default) or True draws a box run's instances on their images; False shows the crops."""
+    if draw_bbox not in (None, True, False):
+        raise ConfigError(f"draw_bbox must be True or False, got {draw_bbox!r}")
+    boxes_of = _lookup(get_bounding_box_func, "get_bounding_box_func")
+    extra_of = _lookup(get_extra_col_func, "get_extra_col_func")
+    table = crop_names(work) if draw_bbox is not False else None
+    crops = {} if table is None else {
+        r["crop_filename"]: (r["filename"], (r["col_x"], r["row_y"], r["col_x"] + r["width"], r["row_y"] + r["height"]))
+        for r in table.iter_rows(named=True)}
+    if not crops and boxes_of is None and extra_of is None:
+        return None
+    return Drawing(crops, name, boxes_of, extra_of)
 
 
 class OptionTables(WorkTables):
-    """A work_dir's tables with a filter per table path."""
+    """A work_dir's tables with a filter per table path, and images drawn as ``draw`` says."""
 
     def __init__(self, work: WorkDir, labels: pl.DataFrame | None, thumbs_dir: Path | None,
-                 filters: dict[Path, Filter]) -> None:
+                 filters: dict[Path, Filter], draw: Drawing | None = None) -> None:
         super().__init__(work, labels, thumbs_dir)
         self._filters = filters
+        self._draw = draw
 
     def table(self, path: Path) -> pl.DataFrame | None:
         df = super().table(path)
         keep = self._filters.get(path)
         return keep(df) if df is not None and keep is not None else df
+
+    def tile(self, path: str, index: int | None = None) -> Tile:
+        """``path`` shown by its name, drawn as :attr:`_draw` says (its image with boxes, extra text)."""
+        if self._draw is None:
+            return super().tile(path, index)
+        image, boxes = self._draw.image(path)
+        thumb = load_thumb(image, boxes=boxes)
+        return Tile(
+            src=thumbnail_src(image, self.thumbs_dir, boxes=boxes), name=self.relative(path), path=path,
+            dims=f"{thumb.width}\u00d7{thumb.height}" if thumb.width else "", size=human_size(thumb.file_size),
+            label=self.labels.get(index) if index is not None else None, ok=thumb.jpeg is not None,
+            extra=self._draw.extra(path))
 
 
 def gallery_labels(labels: pl.DataFrame, names: pl.DataFrame, label_col: str | None,
@@ -182,17 +263,20 @@ def component_order(filters: dict[Path, Filter], work: WorkDir, sort_by: str, as
 
 
 def render(name: str, build: Callable[[WorkTables], Section], work: WorkDir, save_path: Any,
-           labels: pl.DataFrame | None, filters: dict[Path, Filter], lazy_load: bool = False,
-           max_width: int | None = None, **ignored: Any) -> Gallery:
-    """Draw one section into ``save_path`` (fastdup's conventions) with the options applied."""
+           labels: pl.DataFrame | None, filters: dict[Path, Filter], names: Callable[[str], str],
+           lazy_load: bool = False, max_width: int | None = None, draw_bbox: bool | None = None,
+           get_bounding_box_func: Any = None, get_extra_col_func: Any = None, **ignored: Any) -> Gallery:
+    """Draw one section into ``save_path`` (fastdup's conventions) with the options applied; ``names``
+    turns a path into the file name fastdup shows (given to the user's functions)."""
     if max_width is not None and (not isinstance(max_width, int) or max_width < 1):
         raise ConfigError(f"max_width must be a positive number of pixels, got {max_width!r}")
+    draw = drawing(work, names, draw_bbox, get_bounding_box_func, get_extra_col_func)
     undrawn = sorted(k for k in UNDRAWN if ignored.get(k))
     if undrawn:
-        log.warning("gallery options %s are not drawn by dup_pipeline's galleries (whole images are shown)",
+        log.warning("gallery options %s are not drawn by dup_pipeline's galleries (file names are shown as they are)",
                     undrawn)
     path = resolve_save_path(save_path, work, name)
-    tables = OptionTables(work, labels, path.parent if lazy_load else None, filters)
+    tables = OptionTables(work, labels, path.parent if lazy_load else None, filters, draw)
     gallery = publish(build(tables), path, tables)
     if max_width:
         style = f"<style>body{{max-width:{max_width}px;margin:0 auto}}</style>"

@@ -2,7 +2,10 @@
 
 fastdup's options are honoured: ``slice`` (a label, a list of labels, or ``'diff'``/``'same'``),
 ``label_col``, ``get_label_func``, ``group_by``, ``ascending``, ``threshold``, ``min_items``/``max_items``,
-``lazy_load`` (thumbnails as files beside the page) and ``max_width``. Like fastdup, each method
+``lazy_load`` (thumbnails as files beside the page), ``max_width``, ``get_bounding_box_func`` (a callable
+or dict of file name -> ``[[x1, y1, x2, y2], ...]`` outlined on the image), ``get_extra_col_func`` (file
+name -> text under the image) and ``draw_bbox``: in an object-detection run each instance is shown as its
+full image with its box outlined (``draw_bbox=False``: the crop, as fastdup's default). Like fastdup, each method
 returns 0, except ``similarity_gallery`` which returns the pairs it drew as a DataFrame.
 """
 
@@ -50,9 +53,12 @@ class Visualizer:
             names = manifest.select("index", self._fd._names(manifest["path"]).alias("filename"))
         return opt.gallery_labels(self._fd.labels(), names, label_col, get_label_func)
 
+    def _name(self, path: str) -> str:
+        return self._fd._names(pl.Series([path], dtype=pl.String))[0]
+
     def _render(self, name: str, build: Any, save_path: Any, show: bool, labels: pl.DataFrame | None,
                 filters: dict, options: dict[str, Any]) -> Gallery:
-        gallery = opt.render(name, build, self._fd.work, save_path, labels, filters, **options)
+        gallery = opt.render(name, build, self._fd.work, save_path, labels, filters, self._name, **options)
         _show(gallery, show)
         return gallery
 

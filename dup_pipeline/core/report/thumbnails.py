@@ -1,4 +1,5 @@
-"""Small JPEG thumbnails of image files, inlined as ``data:`` URIs or written beside a page."""
+"""Small JPEG thumbnails of image files, inlined as ``data:`` URIs or written beside a page, optionally
+with boxes drawn on them."""
 
 import base64
 import hashlib
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from dup_pipeline.core.atomic import atomic_path
 from dup_pipeline.core.decode import to_rgb
@@ -17,6 +18,10 @@ from dup_pipeline.core.inputs import open_input_file
 
 THUMB_SIDE = 180
 _QUALITY = 82
+BOX_COLOUR = (0, 255, 0)  # fastdup's
+BOX_LINE = 3  # pixels of the thumbnail
+Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in the (orientation-corrected) image's pixels
+_SWAPPED = (5, 6, 7, 8)  # EXIF orientations that exchange width and height
 _PLACEHOLDER_SVG = (
     '<svg xmlns="http://www.w3.org/2000/svg" width="180" height="135" viewBox="0 0 180 135">'
     '<rect width="180" height="135" fill="#eceff3"/>'
@@ -45,34 +50,50 @@ class Thumb:
         return "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")
 
 
-def _render(path: str, max_side: int) -> Thumb:
+def _draw_boxes(img: Image.Image, boxes: tuple[Box, ...], full_width: int, full_height: int) -> Image.Image:
+    """``boxes`` (in the full image's pixels) outlined on its thumbnail ``img``."""
+    img = to_rgb(img)
+    sx, sy = img.width / full_width, img.height / full_height
+    pen = ImageDraw.Draw(img)
+    for x1, y1, x2, y2 in boxes:
+        left, right = sorted((round(x1 * sx), round(x2 * sx)))
+        top, bottom = sorted((round(y1 * sy), round(y2 * sy)))
+        pen.rectangle((left, top, max(left, right - 1), max(top, bottom - 1)), outline=BOX_COLOUR, width=BOX_LINE)
+    return img
+
+
+def _render(path: str, max_side: int, boxes: tuple[Box, ...]) -> Thumb:
     size = os.stat(path).st_size
     with open_input_file(path) as handle, Image.open(handle) as img:  # never a FIFO or device
         width, height = img.size
+        upright = (height, width) if img.getexif().get(0x0112, 1) in _SWAPPED else (width, height)
         if img.format == "JPEG":
             img.draft("RGB", (max_side * 2, max_side * 2))
         img = ImageOps.exif_transpose(img)
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+        if boxes:
+            img = _draw_boxes(img, boxes, *upright)
         buf = io.BytesIO()
         to_rgb(img).save(buf, "JPEG", quality=_QUALITY, optimize=True)
     return Thumb(buf.getvalue(), width, height, size)
 
 
 @lru_cache(maxsize=4096)
-def _cached(path: str, mtime_ns: int, size: int, max_side: int) -> Thumb:
+def _cached(path: str, mtime_ns: int, size: int, max_side: int, boxes: tuple[Box, ...]) -> Thumb:
     try:
-        return _render(path, max_side)
+        return _render(path, max_side, boxes)
     except Exception:  # noqa: BLE001 - any unreadable, truncated or hostile file becomes a placeholder
         return Thumb(None, file_size=size)
 
 
-def load_thumb(path: str | os.PathLike[str], max_side: int = THUMB_SIDE) -> Thumb:
-    """The thumbnail of ``path`` (cached per path, modification time and size); never raises."""
+def load_thumb(path: str | os.PathLike[str], max_side: int = THUMB_SIDE, boxes: tuple[Box, ...] = ()) -> Thumb:
+    """The thumbnail of ``path`` with ``boxes`` outlined, scaled with it (cached per path, modification
+    time, size and boxes); never raises."""
     try:
         st = os.stat(path)
     except OSError:
         return Thumb(None)
-    return _cached(os.fspath(path), st.st_mtime_ns, st.st_size, max_side)
+    return _cached(os.fspath(path), st.st_mtime_ns, st.st_size, max_side, tuple(boxes))
 
 
 def thumbnail_uri(path: str | os.PathLike[str], max_side: int = THUMB_SIDE) -> str:
@@ -89,9 +110,10 @@ def prefetch(paths: list[str], max_side: int = THUMB_SIDE, threads: int | None =
 
 
 def thumbnail_src(path: str | os.PathLike[str], save_dir: str | os.PathLike[str] | None = None,
-                  max_side: int = THUMB_SIDE) -> str:
-    """An ``<img src>`` for ``path``: inline when ``save_dir`` is None, else ``thumbs/<hash>.jpg`` in it."""
-    thumb = load_thumb(path, max_side)
+                  max_side: int = THUMB_SIDE, boxes: tuple[Box, ...] = ()) -> str:
+    """An ``<img src>`` for ``path`` (``boxes`` outlined): inline when ``save_dir`` is None, else
+    ``thumbs/<hash>.jpg`` in it."""
+    thumb = load_thumb(path, max_side, boxes)
     if save_dir is None or thumb.jpeg is None:
         return thumb.uri
     name = hashlib.sha1(thumb.jpeg).hexdigest()[:20] + ".jpg"

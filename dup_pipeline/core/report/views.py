@@ -14,6 +14,7 @@ class Tile:
     size: str = ""
     label: str | None = None
     ok: bool = True
+    extra: str | None = None  # more text under the image (fastdup's get_extra_col_func)
 
     @property
     def base(self) -> str:
