@@ -97,6 +97,19 @@ def test_bounding_box_func_and_draw_bbox_false(box_run):
     assert all(_outlined(t, (150, 10, 80, 40)) for t in thumbs.values())
 
 
+def test_boxes_drawn_on_thumbnail_files_with_lazy_load(box_run, tmp_path):
+    fd, root = box_run
+    fd.vis.outliers_gallery(save_path=str(tmp_path), show=False, lazy_load=True)
+    page = (tmp_path / "outliers.html").read_text()
+    files = re.findall(r'<img src="(thumbs/[0-9a-f]+\.jpg)" alt="([^"]+)"', page)
+    crops = pd.read_csv(root / "work" / "crops.csv").set_index("crop_filename")
+    assert files and "data:image/jpeg" not in page
+    for src, name in files:
+        row = crops.loc[[c for c in crops.index if c.endswith(html.unescape(name))]].iloc[0]
+        thumb = np.asarray(Image.open(tmp_path / src).convert("RGB")).astype(int)
+        assert _outlined(thumb, (row.col_x, row.row_y, row.width, row.height))
+
+
 def test_bad_drawing_options_are_config_errors(box_run):
     fd, _ = box_run
     with pytest.raises(ConfigError, match="get_bounding_box_func must be a callable or a dict"):
