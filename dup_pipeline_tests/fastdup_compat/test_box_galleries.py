@@ -118,3 +118,22 @@ def test_bad_drawing_options_are_config_errors(box_run):
         fd.vis.outliers_gallery(show=False, draw_bbox="yes")
     with pytest.raises(ConfigError, match=r"boxes of 4 numbers \[x1, y1, x2, y2\]"):
         fd.vis.stats_gallery(metric="blur", show=False, get_bounding_box_func=lambda f: [[1, 2, 3]])
+
+
+def test_relative_names_given_to_the_functions(box_run, tmp_path, monkeypatch):
+    """With relative paths (fastdup's ``data_dir + x``) the functions get names relative to the cwd."""
+    _, root = box_run
+    monkeypatch.chdir(root)
+    annotations = pd.DataFrame([("images/img0.png", *BOXES[0], "thing"), ("images/img1.png", *BOXES[1], "thing")],
+                               columns=["filename", "col_x", "row_y", "width", "height", "label"])
+    fd = fastdup.create(work_dir=str(tmp_path / "rel"), input_dir="images/")
+    assert fd.run(annotations=annotations, print_summary=False) == 0
+    boxes_for, extra_for = [], []
+    fd.vis.stats_gallery(metric="blur", show=False, get_bounding_box_func=lambda f: boxes_for.append(f),
+                         get_extra_col_func=lambda f: extra_for.append(f) or f"extra:{f}")
+    page = (tmp_path / "rel" / "galleries" / "blur.html").read_text()
+    assert sorted(boxes_for) == ["images/img0.png", "images/img1.png"]
+    assert sorted(extra_for) == sorted(pd.read_csv(tmp_path / "rel" / "crops.csv")["crop_filename"])
+    assert all(f"extra:{name}" in page for name in extra_for)
+    thumbs = _thumbs(page)
+    assert len(thumbs) == 2 and all(t.shape == (120, 180, 3) for t in thumbs.values())
