@@ -22,6 +22,7 @@ from dup_pipeline.core.embed.model import (
     parse_input_size,
 )
 from dup_pipeline.core.errors import ConfigError
+from dup_pipeline.core.image_issues import ISSUES, issue_thresholds
 from dup_pipeline.core.inputs import InputSpec
 from dup_pipeline.core.label_issues import LabelConfig
 from dup_pipeline.core.range_scan import FeatureSettings, features_tag
@@ -98,9 +99,11 @@ class PipelineConfig:
     report: bool = True
     exclude_outliers: bool = False  # the clean list also drops outliers
     exclude_wrong_labels: bool = False  # the clean list also drops images whose label is likely wrong
+    image_issue_thresholds: str = ""  # "name=value,..." overriding image_issues.ISSUES' thresholds
 
     def __post_init__(self) -> None:
         check_range_size(self.range_size)
+        issue_thresholds(self.image_issue_thresholds)
         if not isinstance(self.num_threads, int) or self.num_threads == 0 or self.num_threads < -1:
             raise ConfigError(f"num_threads must be -1 (all cores) or a positive integer, got {self.num_threads!r}")
 
@@ -167,6 +170,9 @@ class Settings:
     exclude_outliers: bool = _option(PipelineConfig, "exclude_outliers", "The clean list also drops outliers.")
     exclude_wrong_labels: bool = _option(PipelineConfig, "exclude_wrong_labels",
                                          "The clean list also drops images whose label is likely wrong.")
+    image_issue_thresholds: str = _option(PipelineConfig, "image_issue_thresholds",
+                                          "Image-issue thresholds 'name=value,...' overriding the defaults; names: "
+                                          + ", ".join(f"{n} ({s.threshold:g})" for n, s in ISSUES.items()) + ".")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -188,6 +194,7 @@ class Settings:
                               run_cc=self.run_cc, run_pagerank=self.run_pagerank, run_degree=self.run_degree),
             labels=self.labels, labels_from_folders=self.labels_from_folders,
             exclude_outliers=self.exclude_outliers, exclude_wrong_labels=self.exclude_wrong_labels,
+            image_issue_thresholds=self.image_issue_thresholds,
         )
 
 

@@ -12,6 +12,7 @@ import polars as pl
 from dup_pipeline.core.config import ModelConfig, PipelineConfig, Settings  # noqa: F401 (the public API)
 from dup_pipeline.core.errors import ConfigError, WorkDirError
 from dup_pipeline.core.features import FeatureMatrix, load_features
+from dup_pipeline.core.image_issues import ISSUES
 from dup_pipeline.core.index import check_index_settings
 from dup_pipeline.core.inputs import InputSpec
 from dup_pipeline.core.manifest import exact_duplicate_groups
@@ -65,6 +66,7 @@ class RunSummary:
     cross: pl.DataFrame | None = None
     labels: LabelOutcome | None = None
     report: Path | None = None
+    image_issues: dict[str, int] | None = None  # images per issue (image_issues.parquet)
 
     @property
     def decoded(self) -> int:
@@ -87,6 +89,9 @@ class RunSummary:
                 f"ranges: {len(self.ranges)}, images decoded this run: {self.decoded}, "
                 f"reused from earlier runs: {sum(r.reused for r in self.ranges)}"
             )
+        if self.image_issues is not None:
+            lines.append("image issues: " + ", ".join(f"{k}={v}" for k, v in self.image_issues.items())
+                         + " (image_issues.parquet)")
         if self.features is not None:
             lines.append(f"feature matrix: {self.features.matrix.shape[0]} x {self.features.dim} "
                          f"({self.embedded} embedded this run"
@@ -141,9 +146,9 @@ def stage_names(run_mode: int, features: bool = True) -> list[str]:
         graph = [n for n in GRAPH_STAGES if run_mode == 2 or n != "faiss_index"]
         return [*graph, "report"]
     if not features:
-        return ["dataset_tables", "report"]
+        return ["dataset_tables", "image_issues", "report"]
     if run_mode == 1:
-        return ["dataset_tables", "feature_matrix", "report"]
+        return ["dataset_tables", "image_issues", "feature_matrix", "report"]
     return [s.name for s in STAGES if s.name != "file_manifest"]
 
 
@@ -243,6 +248,8 @@ def _summary(ctx: StageContext, outcomes: list[RangeScanOutcome]) -> RunSummary:
         bad_reasons=bad_reason_counts(bad), exact_duplicate_groups=groups.height,
         exact_duplicate_files=int(groups["count"].sum()) if groups.height else 0, ranges=outcomes,
         features=matrix, graph=graph, labels=labels, report=_report_path(ctx),
+        image_issues={k: v for k, v in ctx.results["image_issues"][0].metrics.items() if k in ISSUES}
+        if "image_issues" in ctx.results else None,
     )
 
 

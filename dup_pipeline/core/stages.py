@@ -28,6 +28,7 @@ from dup_pipeline.core.clean import CLEAN_LIST, CLEAN_PARQUET, DROPPED_PARQUET, 
 from dup_pipeline.core.config import PipelineConfig
 from dup_pipeline.core.errors import InputError
 from dup_pipeline.core.features import FeatureMatrix, assemble_features, load_features
+from dup_pipeline.core.image_issues import IMAGE_ISSUES_FILE, ISSUES, issue_counts, issue_thresholds, write_image_issues
 from dup_pipeline.core.inputs import InputSpec, discover_files
 from dup_pipeline.core.label_issues import label_error_rate, write_label_issues, write_leakage
 from dup_pipeline.core.labels import labels_from_folders, load_labels
@@ -212,6 +213,20 @@ def describe_tables(ctx: StageContext) -> list[StageResult]:
         StageResult("dataset_image_stats", {"images": stats.height},
                     {"path": work.image_stats_parquet, "csv": work.image_stats_csv}, stats.sort("mean")),
     ]
+
+
+def compute_image_issues(ctx: StageContext) -> Metrics:
+    stats = pl.read_parquet(ctx.work.image_stats_parquet)
+    write_image_issues(ctx.work, stats, issue_thresholds(ctx.config.image_issue_thresholds))
+    return {}
+
+
+def describe_image_issues(ctx: StageContext) -> list[StageResult]:
+    path = ctx.work.root / IMAGE_ISSUES_FILE
+    issues = pl.read_parquet(path)
+    found = issues.filter(pl.col("issues").list.len() > 0)
+    return [StageResult("image_issues", {"images": issues.height, "images_with_issues": found.height,
+                                         **issue_counts(issues)}, {"path": path}, found)]
 
 
 def compute_feature_matrix(ctx: StageContext) -> Metrics:
@@ -412,8 +427,13 @@ def remove_label_outputs(work: WorkDir) -> None:
 
 def compute_report(ctx: StageContext) -> Metrics:
     remove_temp_files(ctx.work.root / "report")
-    build_report(ctx.work, labels=_stored_labels(ctx.work), dataset_name=ctx.name)
+    build_report(ctx.work, labels=_stored_labels(ctx.work), dataset_name=ctx.name, cutoffs=report_cutoffs(ctx))
     return {}
+
+
+def report_cutoffs(ctx: StageContext) -> dict[str, float]:
+    """The similarity cut-offs the report's histogram marks (the outliers' comes from outliers.parquet)."""
+    return {"threshold": ctx.config.graph.threshold, "ccthreshold": ctx.config.graph.ccthreshold}
 
 
 def _stored_labels(work: WorkDir) -> pl.DataFrame | None:
@@ -425,9 +445,9 @@ def report_path(work: WorkDir) -> Path:
 
 
 def report_settings(ctx: StageContext) -> object:
-    """The report also shows the dataset's name, its labels and run mode 3's cross pairs."""
+    """The report also shows the dataset's name, its labels, the similarity cut-offs and run mode 3's cross pairs."""
     cross = ctx.work.cross_similarity_csv
-    return {"name": ctx.name, "labels": labels_fingerprint(ctx.config),
+    return {"name": ctx.name, "labels": labels_fingerprint(ctx.config), "cutoffs": report_cutoffs(ctx),
             "cross": cross.stat().st_mtime_ns if cross.exists() else None}
 
 
@@ -507,6 +527,11 @@ STAGES: tuple[Stage, ...] = (
           lambda w: [w.bad_files_parquet, w.bad_files_csv, w.image_stats_parquet, w.image_stats_csv],
           "All bad files (bad_files.parquet, fastdup's features.bad.csv) and the statistics of every good image "
           "(image_stats.parquet, fastdup's atrain_stats.csv).", frozenset({"python", "parquet", "csv"})),
+    Stage("image_issues", ("image_issues",), ("dataset_tables",), compute_image_issues, describe_image_issues,
+          lambda c: {"thresholds": issue_thresholds(c.config.image_issue_thresholds)},
+          lambda w: [w.root / IMAGE_ISSUES_FILE],
+          "cleanvision-style issues of every good image, each with its score and a flag at its threshold "
+          f"(image_issue_thresholds): {', '.join(ISSUES)} (image_issues.parquet).", frozenset({"parquet"})),
     Stage("feature_matrix", ("feature_matrix",), ("file_manifest", "ranges:features"), compute_feature_matrix,
           describe_feature_matrix,
           lambda c: {"range_size": c.config.range_size, "features": FEATURES_VERSION, "model": asdict(c.config.model)},
@@ -554,7 +579,7 @@ STAGES: tuple[Stage, ...] = (
           "Near-duplicate pairs whose images are in different splits (e.g. a test image that copies a training "
           "image) and components spanning splits: leakage.csv, leakage_components.parquet.", frozenset({"csv"}),
           needs_labels=True, needs_vectors=True),
-    Stage("report", ("report",), ("dataset_tables", "similarity", "outliers", "components", "label_issues",
+    Stage("report", ("report",), ("dataset_tables", "image_issues", "similarity", "outliers", "components", "label_issues",
                                   "leakage"), compute_report, describe_report, report_settings,
           lambda w: [report_path(w)],
           "HTML report: an overview page with summary counts linking galleries of duplicates, outliers, groups, "

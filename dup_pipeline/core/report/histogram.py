@@ -1,6 +1,5 @@
 """The distribution of nearest-neighbour similarities as an inline SVG histogram, thresholds marked."""
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html import escape
@@ -61,9 +60,8 @@ class Histogram:
 
 
 def nearest_similarities(t: WorkTables, cutoffs: Mapping[str, float] | None = None) -> Histogram | None:
-    """From ``knn.npz`` (each image's most similar other image), ``cutoffs`` (``threshold``,
-    ``ccthreshold``; default: as recorded in ``graph.json``) and ``outliers.parquet`` (the weakest
-    nearest similarity reported as an outlier)."""
+    """From ``knn.npz`` (each image's most similar other image), ``cutoffs`` (the run's ``threshold``
+    and ``ccthreshold``) and ``outliers.parquet`` (the weakest nearest similarity reported as an outlier)."""
     if not t.work.knn.exists():
         return None
     with np.load(t.work.knn) as data:
@@ -72,8 +70,6 @@ def nearest_similarities(t: WorkTables, cutoffs: Mapping[str, float] | None = No
     nearest = others.max(axis=1) if others.size else np.empty(0)
     nearest = nearest[np.isfinite(nearest)]
     marks: list[tuple[str, float]] = []
-    if cutoffs is None and t.work.graph_meta.exists():
-        cutoffs = json.loads(t.work.graph_meta.read_text()).get("config", {})
     if cutoffs:
         threshold, cc = cutoffs.get("threshold"), cutoffs.get("ccthreshold")
         if threshold is not None:

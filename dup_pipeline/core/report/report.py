@@ -118,7 +118,7 @@ def build_report(work: WorkDir | str | os.PathLike[str], save_dir: str | os.Path
     """Write ``index.html`` and every gallery into ``save_dir`` (default ``<work_dir>/report``).
 
     ``cutoffs``: the run's ``threshold`` and ``ccthreshold``, marked on the histogram of
-    nearest-neighbour similarities (default: as recorded in ``graph.json``, if any)."""
+    nearest-neighbour similarities (not marked without them)."""
     work = work if isinstance(work, WorkDir) else WorkDir(work)
     folder = Path(save_dir).absolute() if save_dir is not None else work.root / "report"
     common = {"labels": labels, "inline": inline, "dataset_name": dataset_name}
