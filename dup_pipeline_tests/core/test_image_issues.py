@@ -1,11 +1,16 @@
+from pathlib import Path
+
 import polars as pl
 import pytest
+from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
+from dup_pipeline.cli import main
 from dup_pipeline.core.errors import ConfigError
-from dup_pipeline.core.image_issues import ISSUES, image_issues, issue_counts, issue_thresholds
+from dup_pipeline.core.image_issues import IMAGE_ISSUES_FILE, ISSUES, image_issues, issue_counts, issue_thresholds
+from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline.core.stats import image_stats
-from dup_pipeline_tests.conftest import noise_image
+from dup_pipeline_tests.conftest import noise_image, save_image
 
 
 def _stats_table(images: dict[str, Image.Image]) -> pl.DataFrame:
@@ -71,3 +76,42 @@ def test_an_unknown_score_is_no_issue():
         width=pl.lit(0), height=pl.lit(0))  # sizes unknown: aspect and size ratios are 0/0
     issues = image_issues(stats)
     assert issues["aspect_ratio"].is_nan().all() and issues["issues"].to_list() == [[], []]
+
+
+def _issue_folder(root: Path) -> Path:
+    images = root / "images"
+    for i in range(5):
+        save_image(images / f"photo{i}.png", noise_image(i))
+    save_image(images / "flat.png", Image.new("RGB", (96, 64), (120, 60, 30)))
+    save_image(images / "gray.png", noise_image(9).convert("L").convert("RGB"))
+    return images
+
+
+def test_a_stats_only_run_writes_image_issues_and_counts_them(tmp_path):
+    images = _issue_folder(tmp_path)
+    work = tmp_path / "work"
+    summary = run_pipeline(PipelineConfig(images, str(work)), features=False)
+    issues = pl.read_parquet(work / IMAGE_ISSUES_FILE)
+    found = {Path(f).name: i for f, i in zip(issues["filename"], issues["issues"].to_list())}
+    assert found["flat.png"] == ["low_information", "near_constant"]
+    assert found["gray.png"] == ["grayscale"]
+    assert all(found[f"photo{i}.png"] == [] for i in range(5))
+    assert summary.image_issues == {**dict.fromkeys(ISSUES, 0), "grayscale": 1, "low_information": 1,
+                                    "near_constant": 1}
+    assert "image issues: odd_aspect_ratio=0, odd_size=0, grayscale=1, low_information=1, near_constant=1" \
+        in "\n".join(summary.lines())
+    # new thresholds change the stage's fingerprint: recomputed, not reused
+    loose = run_pipeline(PipelineConfig(images, str(work), image_issue_thresholds="grayscale=300"),
+                         features=False)
+    assert loose.image_issues["grayscale"] == 7
+    assert pl.read_parquet(work / IMAGE_ISSUES_FILE)["grayscale"].all()
+
+
+def test_a_bad_threshold_exits_2_before_anything_is_written(tmp_path):
+    images = _issue_folder(tmp_path)
+    for option in ("blurry=3", "grayscale=-1", "grayscale"):
+        result = CliRunner().invoke(main, ["run", str(images), str(tmp_path / "work"), "--stats-only",
+                                           "--image-issue-thresholds", option])
+        assert result.exit_code == 2, result.output
+        assert "image_issue_thresholds" in result.output and "grayscale" in result.output
+        assert not (tmp_path / "work").exists()
