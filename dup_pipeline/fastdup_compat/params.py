@@ -1,17 +1,15 @@
 """Translate fastdup's ``run`` parameters into a :class:`PipelineConfig` and a run mode."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import onnxruntime as ort
 
-from dup_pipeline.core.embed.model import DEFAULT_MODEL
+from dup_pipeline.core.config import SETTINGS_FIELDS, Settings, fastdup_names
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.inputs import InputSpec, discover_files
-from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, check_run_mode
-from dup_pipeline.core.scan import DecodeSettings
-from dup_pipeline.core.similarity import GraphConfig
+from dup_pipeline.core.pipeline import PipelineConfig, check_run_mode
 
 log = logging.getLogger("dup_pipeline")
 
@@ -24,14 +22,17 @@ TURI_KEYS = {
     "run_sentry": "ignored: dup_pipeline never sends telemetry", "store_int": "ignored: ids are always integers",
     "num_onnx_intra_threads": "ignored: onnxruntime uses every core", "global_log_error_level": "ignored",
 }
-ACCEPTED = (
-    "input_dir", "work_dir", "test_dir", "compute", "verbose", "num_threads", "num_images", "turi_param",
-    "distance", "threshold", "lower_threshold", "outlier_percentile", "model_path", "license", "version",
-    "nearest_neighbors_k", "d", "run_mode", "nn_provider", "min_offset", "max_offset", "faiss_mode", "faiss_param",
-    "nnf_mode", "nnf_param", "bounding_box", "batch_size", "resume", "high_accuracy", "ccthreshold", "cc_threshold",
-    "run_cc", "run_pagerank", "run_degree", "run_stats_only", "overwrite", "annotations", "model_output",
-    "normalization", "range_size", "labels_from_folders", "run_sentry", "data_type", "print_summary", "input_size",
+FASTDUP_ONLY = (  # fd.run keywords that are not run settings (or are accepted and ignored)
+    "input_dir", "work_dir", "test_dir", "verbose", "num_images", "turi_param", "license", "version", "d",
+    "run_mode", "nn_provider", "min_offset", "max_offset", "resume", "high_accuracy", "run_stats_only",
+    "overwrite", "data_type", "print_summary", "run_sentry",
 )
+# every Settings field under its own and fastdup's names, except ``labels``: fd.run takes ``annotations``
+SETTING_NAMES = {name: field for name, field in fastdup_names().items() if name != "labels"}
+ACCEPTED = FASTDUP_ONLY + tuple(SETTING_NAMES)
+TURI_SETTINGS = ("ccthreshold", "run_cc", "run_pagerank", "run_degree")  # turi_param keys that are settings
+EMPTY_IS_DEFAULT = ("model_path", "batch_size", "faiss_mode", "faiss_param", "bounding_box")
+FIELD_TYPES = {f.name: f.type for f in SETTINGS_FIELDS}
 
 
 def parse_turi_param(text: str) -> dict[str, str]:
@@ -61,12 +62,37 @@ def _int(name: str, value: Any) -> int:
     return _number(name, value, int)
 
 
-def _float(name: str, value: Any) -> float:
-    return _number(name, value, float)
-
-
 def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes")
+
+
+def _value(name: str, field: str, value: Any) -> Any:
+    """``value`` of keyword ``name`` as the type of Settings' ``field`` (a bad one raises naming ``name``)."""
+    kind = FIELD_TYPES[field]
+    if kind is bool:
+        return _flag(value)
+    if kind in (int, float):
+        return _number(name, value, kind)
+    return value
+
+
+def settings(kwargs: dict[str, Any], turi: dict[str, str]) -> Settings:
+    """The settings fd.run's keywords (and turi_param) give; the others keep :class:`Settings`' defaults."""
+    values = {key: _value(key, key, turi[key]) for key in TURI_SETTINGS if key in turi}
+    sides = ("min_input_image_height", "min_input_image_width")
+    if any(side in turi for side in sides):
+        values["min_side"] = min(_int(side, turi.get(side, Settings.min_side)) for side in sides)
+    if "num_threads" in kwargs and kwargs["num_threads"] is None:
+        values["num_threads"] = -1  # fastdup's None: every core
+    # keywords override turi_param; fastdup's aliases go first, so a field's own name wins when both are given
+    for name in sorted((k for k in kwargs if k in SETTING_NAMES), key=lambda k: SETTING_NAMES[k] == k):
+        field, value = SETTING_NAMES[name], kwargs[name]
+        if value is None or (field in EMPTY_IS_DEFAULT and isinstance(value, str) and not value):
+            continue
+        values[field] = _value(name, field, value)
+    if isinstance(values.get("faiss_param"), str):
+        values["faiss_param"] = values["faiss_param"].replace("nprobes=", "nprobe=")
+    return Settings(**values)
 
 
 @dataclass(frozen=True)
@@ -104,40 +130,8 @@ def translate(input_dir: InputSpec, work_dir: str, kwargs: dict[str, Any]) -> Ru
     source = input_dir
     if num_images > 0:
         source = discover_files(input_dir)[:num_images]
-    min_side = min(_int("min_input_image_height", turi.get("min_input_image_height", 10)),
-                   _int("min_input_image_width", turi.get("min_input_image_width", 10)))
-    ccthreshold = kwargs.get("ccthreshold", kwargs.get("cc_threshold", turi.get("ccthreshold", 0.9)))
-    threads = kwargs.get("num_threads")
-    model_path = kwargs.get("model_path") or DEFAULT_MODEL
-    config = PipelineConfig(
-        input=source,
-        work_dir=str(work_dir),
-        range_size=_int("range_size", kwargs.get("range_size", 10_000)),
-        num_threads=-1 if threads in (None, -1) else _int("num_threads", threads),
-        decode=DecodeSettings(min_side=min_side),
-        model=ModelConfig(
-            model_path=model_path, output_name=kwargs.get("model_output"),
-            normalization=kwargs.get("normalization"), input_size=kwargs.get("input_size"),
-            bounding_box=kwargs.get("bounding_box") or None,
-            batch_size=_int("batch_size", kwargs.get("batch_size") or 32), compute=compute,
-        ),
-        graph=GraphConfig(
-            faiss_mode=kwargs.get("faiss_mode") or kwargs.get("nnf_mode") or "HNSW32",
-            faiss_param=(kwargs.get("faiss_param") or kwargs.get("nnf_param") or "").replace("nprobes=", "nprobe="),
-            distance=kwargs.get("distance", "cosine"),
-            nearest_neighbors_k=_int("nearest_neighbors_k", kwargs.get("nearest_neighbors_k", 10)),
-            threshold=_float("threshold", kwargs.get("threshold", 0.9)),
-            ccthreshold=_float("ccthreshold", ccthreshold),
-            lower_threshold=_float("lower_threshold",
-                                   kwargs.get("lower_threshold", kwargs.get("outlier_percentile", 0.05))),
-            run_cc=_flag(kwargs.get("run_cc", turi.get("run_cc", 1))),
-            run_pagerank=_flag(kwargs.get("run_pagerank", turi.get("run_pagerank", 1))),
-            run_degree=_flag(kwargs.get("run_degree", turi.get("run_degree", 1))),
-        ),
-        labels=kwargs.get("annotations"),
-        labels_from_folders=bool(kwargs.get("labels_from_folders", False)),
-        report=False,  # like fastdup, pages are drawn on request: fd.vis.*_gallery(), fd.vis.report()
-    )
+    # like fastdup, pages are drawn on request: fd.vis.*_gallery(), fd.vis.report()
+    config = replace(settings(kwargs, turi).pipeline_config(source, str(work_dir)), report=False)
     run_mode = check_run_mode(_int("run_mode", kwargs.get("run_mode", 0)))
     test_dir = kwargs.get("test_dir") or None
     train_first = bool(test_dir) and run_mode == 0
