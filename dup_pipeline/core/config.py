@@ -170,9 +170,9 @@ class Settings:
     exclude_outliers: bool = _option(PipelineConfig, "exclude_outliers", "The clean list also drops outliers.")
     exclude_wrong_labels: bool = _option(PipelineConfig, "exclude_wrong_labels",
                                          "The clean list also drops images whose label is likely wrong.")
-    image_issue_thresholds: str = _option(PipelineConfig, "image_issue_thresholds",
-                                          "Image-issue thresholds 'name=value,...' overriding the defaults; names: "
-                                          + ", ".join(f"{n} ({s.threshold:g})" for n, s in ISSUES.items()) + ".")
+    image_issue_thresholds: str = _option(
+        PipelineConfig, "image_issue_thresholds", "Image-issue thresholds 'name=value,...' over the defaults: "
+        + ", ".join(f"{n}={s.threshold:g}" for n, s in ISSUES.items()) + ".")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -28,7 +28,13 @@ from dup_pipeline.core.clean import CLEAN_LIST, CLEAN_PARQUET, DROPPED_PARQUET, 
 from dup_pipeline.core.config import PipelineConfig
 from dup_pipeline.core.errors import InputError
 from dup_pipeline.core.features import FeatureMatrix, assemble_features, load_features
-from dup_pipeline.core.image_issues import IMAGE_ISSUES_FILE, ISSUES, issue_counts, issue_thresholds, write_image_issues
+from dup_pipeline.core.image_issues import (
+    IMAGE_ISSUES_FILE,
+    ISSUES,
+    issue_counts,
+    issue_thresholds,
+    write_image_issues,
+)
 from dup_pipeline.core.inputs import InputSpec, discover_files
 from dup_pipeline.core.label_issues import label_error_rate, write_label_issues, write_leakage
 from dup_pipeline.core.labels import labels_from_folders, load_labels
@@ -427,7 +433,8 @@ def remove_label_outputs(work: WorkDir) -> None:
 
 def compute_report(ctx: StageContext) -> Metrics:
     remove_temp_files(ctx.work.root / "report")
-    build_report(ctx.work, labels=_stored_labels(ctx.work), dataset_name=ctx.name, cutoffs=report_cutoffs(ctx))
+    build_report(ctx.work, labels=_stored_labels(ctx.work), dataset_name=ctx.name,
+                 cutoffs=report_cutoffs(ctx))
     return {}
 
 
@@ -445,7 +452,7 @@ def report_path(work: WorkDir) -> Path:
 
 
 def report_settings(ctx: StageContext) -> object:
-    """The report also shows the dataset's name, its labels, the similarity cut-offs and run mode 3's cross pairs."""
+    """The report also shows the dataset's name, its labels, the cut-offs and run mode 3's cross pairs."""
     cross = ctx.work.cross_similarity_csv
     return {"name": ctx.name, "labels": labels_fingerprint(ctx.config), "cutoffs": report_cutoffs(ctx),
             "cross": cross.stat().st_mtime_ns if cross.exists() else None}
@@ -579,8 +586,8 @@ STAGES: tuple[Stage, ...] = (
           "Near-duplicate pairs whose images are in different splits (e.g. a test image that copies a training "
           "image) and components spanning splits: leakage.csv, leakage_components.parquet.", frozenset({"csv"}),
           needs_labels=True, needs_vectors=True),
-    Stage("report", ("report",), ("dataset_tables", "image_issues", "similarity", "outliers", "components", "label_issues",
-                                  "leakage"), compute_report, describe_report, report_settings,
+    Stage("report", ("report",), ("dataset_tables", "image_issues", "similarity", "outliers", "components",
+                                  "label_issues", "leakage"), compute_report, describe_report, report_settings,
           lambda w: [report_path(w)],
           "HTML report: an overview page with summary counts linking galleries of duplicates, outliers, groups, "
           "similar images, dark/bright/blurry images, likely wrong labels, bad files and leakage "

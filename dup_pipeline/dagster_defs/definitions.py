@@ -32,8 +32,11 @@ def build_dataset_definitions(name: str, dataset: DatasetResource) -> dg.Definit
                             selection=dg.AssetSelection.assets([name, "bad_files"], [name, "image_stats"],
                                                                [name, "features"]),
                             description="Decode offset ranges once: bad files, image statistics and embeddings."),
-        dg.define_asset_job(f"{name}_tables_job", selection=_assets(name, ["dataset_tables", "feature_matrix"], dataset),
-                            description="Dataset-wide tables, fastdup CSVs and the feature matrix from the ranges."),
+        dg.define_asset_job(f"{name}_tables_job",
+                            selection=_assets(name, ["dataset_tables", "image_issues", "feature_matrix"],
+                                              dataset),
+                            description="Dataset-wide tables, fastdup CSVs, image issues and the feature matrix "
+                            "from the ranges."),
         dg.define_asset_job(f"{name}_similarity_job", selection=_assets(name, graph, dataset),
                             description="Run mode 2: index, similarity, outliers, components, pagerank, labels and "
                             "the report from the existing features (no decoding)."),

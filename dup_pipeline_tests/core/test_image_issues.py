@@ -7,7 +7,13 @@ from PIL import Image, ImageDraw
 
 from dup_pipeline.cli import main
 from dup_pipeline.core.errors import ConfigError
-from dup_pipeline.core.image_issues import IMAGE_ISSUES_FILE, ISSUES, image_issues, issue_counts, issue_thresholds
+from dup_pipeline.core.image_issues import (
+    IMAGE_ISSUES_FILE,
+    ISSUES,
+    image_issues,
+    issue_counts,
+    issue_thresholds,
+)
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline.core.stats import image_stats
 from dup_pipeline_tests.conftest import noise_image, save_image

@@ -315,7 +315,8 @@ def test_the_report_stage_marks_the_runs_configured_cut_offs(demo_dataset, demo_
     work = tmp_path / "work"
     shutil.copytree(demo_work.root, work)
     graph = GraphConfig(threshold=0.83, ccthreshold=0.87)
-    summary = run_pipeline(PipelineConfig(demo_dataset.images, str(work), range_size=40, graph=graph), run_mode=2)
+    config = PipelineConfig(demo_dataset.images, str(work), range_size=40, graph=graph)
+    summary = run_pipeline(config, run_mode=2)
     svg = re.search(r'<svg class="histogram".*?</svg>', summary.report.read_text(), re.S).group(0)
     assert ">threshold 0.83</text>" in svg and ">ccthreshold 0.87</text>" in svg
     weakest = pl.read_parquet(work / "outliers.parquet")["distance"].max()
