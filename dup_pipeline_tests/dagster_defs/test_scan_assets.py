@@ -90,3 +90,5 @@ def test_code_location_registers_partitions_so_materialize_all_launches_on_a_fre
         assert instance.get_materialized_partitions(dg.AssetKey(["fresh", "features"])) == set(keys)
         report = instance.get_latest_materialization_event(dg.AssetKey(["fresh", "report"])).asset_materialization
         assert report.metadata["path"].path == str(tmp_path / "work" / "report" / "index.html")
+        issues = instance.get_latest_materialization_event(dg.AssetKey(["fresh", "image_issues"]))
+        assert issues.asset_materialization.metadata["grayscale"].value == 7  # effect_noise: gray images
