@@ -135,6 +135,9 @@ def run_ours(images: Path, labels: Path, work: Path, logs: Path) -> dict:
            "run", str(images), str(work), "--labels", str(labels)]
     wall, cpu, sampler, out = timed(cmd, logs / "ours.log")
     rec = json.loads(stage_file.read_text())
+    if rec["code"] or not rec["stages"]:
+        raise SystemExit(f"dup-pipeline run exited {rec['code']} with {len(rec['stages'])} timed stages "
+                         f"(does dup_pipeline.cli still take its progress sink from _progress?); see {logs / 'ours.log'}")
     stages = []
     previous_end = rec["begun"]
     for s in rec["stages"]:
