@@ -38,9 +38,9 @@ from dup_pipeline.core.scan import (
     DecodeSettings,
     ScanResult,
     bad_row,
-    default_threads,
     process_rows,
 )
+from dup_pipeline.core.threads import default_threads
 from dup_pipeline.core.workdir import WorkDir, holding_range_lock
 
 SCAN_VERSION = "4"

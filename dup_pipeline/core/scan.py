@@ -18,7 +18,7 @@ from dup_pipeline.core.decode import (
 )
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.stats import image_stats
-from dup_pipeline.core.threads import default_threads, resolve_threads  # noqa: F401 - default_threads re-exported
+from dup_pipeline.core.threads import resolve_threads
 
 BAD_SCHEMA = {
     "index": pl.Int64,

@@ -8,7 +8,7 @@ index instead of rebuilding it.
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
@@ -34,7 +34,6 @@ from dup_pipeline.core.index import (
     search,
 )
 from dup_pipeline.core.manifest import exact_duplicate_groups
-from dup_pipeline.core.progress import ProgressSink, silent_progress
 from dup_pipeline.core.workdir import WorkDir
 
 GRAPH_VERSION = "1"
@@ -277,40 +276,6 @@ def write_ranks(work: WorkDir, manifest: pl.DataFrame, knn: Neighbours, config: 
     return ranks
 
 
-def run_similarity(
-    work: WorkDir,
-    manifest: pl.DataFrame,
-    features: FeatureMatrix,
-    config: GraphConfig = GraphConfig(),
-    num_threads: int | None = None,
-    progress: ProgressSink = silent_progress,
-    reuse_index: bool = False,
-) -> GraphResult:
-    """Index, search and write similarity, outliers, components and pagerank/degree tables.
-
-    ``reuse_index`` (run mode 4) searches ``faiss.index`` as it is, without updating it.
-    """
-    n = features.matrix.shape[0]
-    added = 0
-    if not reuse_index:
-        with progress("faiss index", n) as advance:
-            _, added = update_index(work, features, config, num_threads)
-            advance(n)
-    fingerprint = _digest(GRAPH_VERSION, asdict(config), json.loads(work.index_meta.read_text()),
-                          manifest.select("index", "content_hash").write_csv())
-    if _fresh(work.graph_meta, fingerprint):
-        return read_graph(work, recomputed=False)
-    with progress("nearest neighbours", n) as advance:
-        knn = find_neighbours(work, manifest, features, config, num_threads)
-        advance(n)
-    pairs = write_similarity(work, manifest, knn, config)
-    out = write_outliers(work, manifest, knn, config)
-    cc, info = write_components(work, manifest, features, knn, config) if config.run_cc else (None, None)
-    ranks = write_ranks(work, manifest, knn, config) if (config.run_pagerank or config.run_degree) else None
-    write_json({"fingerprint": fingerprint, "config": asdict(config)}, work.graph_meta)
-    return GraphResult(pairs, out, cc, info, ranks, True, added)
-
-
 def cross_similarity(
     work: WorkDir, manifest: pl.DataFrame, train: FeatureMatrix, test_work: WorkDir, test: FeatureMatrix,
     config: GraphConfig = GraphConfig(), num_threads: int | None = None, out: WorkDir | None = None,
@@ -339,13 +304,3 @@ def cross_similarity(
     write_csv(pairs, out.cross_similarity_csv)
     write_parquet(named, out.cross_similarity_parquet)
     return named
-
-
-def read_graph(work: WorkDir, recomputed: bool = False) -> GraphResult:
-    """The similarity stage's tables as last written."""
-    def optional(path):
-        return pl.read_parquet(path) if path.exists() else None
-
-    info = pl.read_csv(work.components_info_csv) if work.components_info_csv.exists() else None
-    return GraphResult(pl.read_csv(work.similarity_csv), pl.read_csv(work.outliers_csv),
-                       optional(work.components_parquet), info, optional(work.ranks_parquet), recomputed, 0)

@@ -170,10 +170,6 @@ class WorkDir:
     def leakage_components_parquet(self) -> Path:
         return self.root / "leakage_components.parquet"
 
-    @property
-    def graph_meta(self) -> Path:
-        return self.root / "graph.json"
-
     def outputs(self) -> list[Path]:
         """Every file and folder this tool writes here (what ``overwrite`` deletes, nothing else)."""
         files = [getattr(self, name) for name, value in vars(WorkDir).items()
