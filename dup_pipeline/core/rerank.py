@@ -9,6 +9,8 @@ feature matrix (a memmap) in file order, a batch at a time.
 
 from __future__ import annotations
 
+import re
+
 import faiss
 import numpy as np
 
@@ -16,6 +18,15 @@ from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.index import _check_matrix, _rows, _threads, to_similarity
 
 MAX_FACTOR = 100
+RERANK_FACTOR = 2  # candidates per result: 2 x (k+1) found 100% of planted copies at 100k and 1M (docs/benchmarks.md)
+# factory parts whose scores are not exact (coarse lists, codes, projections): their results are re-ranked
+_APPROXIMATE_RE = re.compile(r"IVF|PQ|SQ|PCA|OPQ|ITQ|LSH|RR\d|Refine", re.IGNORECASE)
+
+
+def needs_rerank(faiss_mode: str) -> bool:
+    """Whether results of ``faiss_mode`` are re-ranked on the exact vectors: any IVF, PQ, SQ, PCA...
+    mode (scores distorted or candidates cut by coarse lists); Flat and HNSW over flat vectors are not."""
+    return bool(_APPROXIMATE_RE.search(faiss_mode))
 
 
 def rerank(features: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int, distance: str = "cosine",

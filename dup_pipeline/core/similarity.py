@@ -34,6 +34,7 @@ from dup_pipeline.core.index import (
     search,
 )
 from dup_pipeline.core.manifest import exact_duplicate_groups
+from dup_pipeline.core.rerank import RERANK_FACTOR, needs_rerank, rerank, search_reranked
 from dup_pipeline.core.workdir import WorkDir
 
 GRAPH_VERSION = "1"
@@ -193,10 +194,15 @@ def find_neighbours(
     work: WorkDir, manifest: pl.DataFrame, features: FeatureMatrix, config: GraphConfig = GraphConfig(),
     num_threads: int | None = None,
 ) -> Neighbours:
-    """Search every image's ``nearest_neighbors_k`` neighbours in ``faiss.index`` (cached in ``knn.npz``)."""
+    """Search every image's ``nearest_neighbors_k`` neighbours in ``faiss.index`` (cached in ``knn.npz``).
+
+    With an approximate faiss_mode (see :func:`needs_rerank`) ``RERANK_FACTOR`` times as many candidates
+    are re-ranked on the feature matrix, so every similarity is exact.
+    """
     state = json.loads(work.index_meta.read_text())
+    reranked = needs_rerank(config.faiss_mode)
     fingerprint = _digest(GRAPH_VERSION, state, config.nearest_neighbors_k, config.search_params,
-                          json.loads(work.features_meta.read_text()))
+                          json.loads(work.features_meta.read_text()), RERANK_FACTOR if reranked else None)
     if _fresh(work.knn_meta, fingerprint):
         data = np.load(work.knn)
         return Neighbours(data["rows"], data["sims"], data["ids"], fingerprint)
@@ -204,7 +210,10 @@ def find_neighbours(
     apply_params(index, config.faiss_mode, config.search_params)
     n = features.matrix.shape[0]
     k = min(config.nearest_neighbors_k + 1, max(n, 1))
-    sims, ids = search(index, features.matrix, k, config.distance, num_threads=num_threads)
+    if reranked:
+        sims, ids = search_reranked(index, features.matrix, k, RERANK_FACTOR, config.distance, num_threads=num_threads)
+    else:
+        sims, ids = search(index, features.matrix, k, config.distance, num_threads=num_threads)
     rows = features.index["index"].to_numpy()
     manifest_ids = np.where(ids >= 0, rows[np.clip(ids, 0, None)], -1) if n else ids
     with atomic_path(work.knn) as tmp:
@@ -289,7 +298,11 @@ def cross_similarity(
     index = load_index(work.faiss_index)
     apply_params(index, config.faiss_mode, config.search_params)
     k = min(config.nearest_neighbors_k, max(index.ntotal, 1))
-    if test.matrix.shape[0]:
+    if test.matrix.shape[0] and needs_rerank(config.faiss_mode):  # exact similarities, as in find_neighbours
+        _, candidates = search(index, test.matrix, min(RERANK_FACTOR * k, max(index.ntotal, 1)), config.distance,
+                               num_threads=num_threads)
+        sims, ids = rerank(train.matrix, test.matrix, candidates, k, config.distance)
+    elif test.matrix.shape[0]:
         sims, ids = search(index, test.matrix, k, config.distance, num_threads=num_threads)
     else:  # every new file was bad: no pairs
         sims, ids = np.empty((0, k), np.float32), np.empty((0, k), np.int64)

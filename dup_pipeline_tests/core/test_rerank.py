@@ -6,7 +6,7 @@ import pytest
 
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.index import build_index, pairwise_similarity, search
-from dup_pipeline.core.rerank import rerank, search_reranked
+from dup_pipeline.core.rerank import needs_rerank, rerank, search_reranked
 
 
 def clustered(n: int = 3000, d: int = 64, copies: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -83,3 +83,11 @@ def test_bad_parameters_are_named():
         rerank(x, x[:2], np.zeros((2, 3), np.int64), 4)
     with pytest.raises(ConfigError, match="candidates must have one row per query"):
         rerank(x, x[:2], np.zeros((3, 3), np.int64), 2)
+
+
+@pytest.mark.parametrize("mode, approximate", [
+    ("Flat", False), ("HNSW32", False), ("HNSW32,Flat", False), ("IVF16,Flat", True), ("IVF64,SQ8", True),
+    ("PCA256,IVF4096,Flat", True), ("HNSW32,SQ8", True), ("IVF4096,PQ32", True), ("OPQ16,IVF64,PQ16", True),
+])
+def test_needs_rerank_for_every_mode_with_inexact_scores_or_coarse_lists(mode, approximate):
+    assert needs_rerank(mode) is approximate

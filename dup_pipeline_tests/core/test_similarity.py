@@ -53,6 +53,21 @@ def test_flat_mode_2_gives_exactly_the_planted_pairs_without_decoding(demo_datas
     assert summary.graph.recomputed and summary.graph.index_rows_added == demo_run.good
 
 
+def test_approximate_mode_is_reranked_to_exact_similarities(demo_dataset, flat_work, tmp_path):
+    """IVF4,SQ8 (8-bit codes distort scores; nprobe=1 of 4 lists) lists every planted copy, each pair with
+    the exact similarity the Flat run writes."""
+    sq_work = tmp_path / "sq_work"
+    shutil.copytree(flat_work, sq_work)
+    run_pipeline(PipelineConfig(demo_dataset.images, str(flat_work), graph=GraphConfig(faiss_mode="Flat")), run_mode=2)
+    run_pipeline(PipelineConfig(demo_dataset.images, str(sq_work),
+                                graph=GraphConfig(faiss_mode="IVF4,SQ8", faiss_param="nprobe=1")), run_mode=2)
+    flat, sq = (pl.read_parquet(w / "similarity.parquet") for w in (flat_work, sq_work))
+    assert _names(demo_dataset, sq) >= _planted_pairs(demo_dataset.ground_truth())
+    both = sq.join(flat, on=["from", "to"], suffix="_flat")
+    assert both.height == sq.height == flat.height
+    assert (both["distance"] - both["distance_flat"]).abs().max() < 1e-6
+
+
 def test_outliers_one_row_per_image_and_planted_first(demo_dataset, demo_run):
     out = pl.read_parquet(f"{demo_run.work_dir}/outliers.parquet")
     assert out["outlier"].is_unique().all()
