@@ -22,6 +22,7 @@ from dup_pipeline.core.pipeline import (
 )
 from dup_pipeline.core.progress import Advance, ProgressSink, silent_progress
 from dup_pipeline.core.report.report import build_report
+from dup_pipeline.core.stages import stored_settings
 from dup_pipeline.core.workdir import WorkDir
 
 
@@ -146,7 +147,10 @@ def report(work_dir: Path, save_dir: Path | None, num_images: int) -> None:
     work = WorkDir(work_dir)
     labels = pl.read_parquet(work.labels_parquet) if work.labels_parquet.exists() else None
     with _reported_errors(), work.locked():  # not while a run writes this work_dir
-        click.echo(f"report: {build_report(work, save_dir, labels=labels, num_images=num_images).index_path}")
+        last = stored_settings(work, "report")  # the run's dataset name and cut-offs for the histogram
+        report = build_report(work, save_dir, labels=labels, num_images=num_images, cutoffs=last.get("cutoffs"),
+                              dataset_name=last.get("name"))
+        click.echo(f"report: {report.index_path}")
 
 
 @main.command()

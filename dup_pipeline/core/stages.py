@@ -631,6 +631,11 @@ def stored_fingerprint(work: WorkDir, name: str) -> str | None:
     return _state(work, name).get("fingerprint")
 
 
+def stored_settings(work: WorkDir, name: str) -> dict:
+    """The settings ``name``'s files were last written with (e.g. the report's cut-offs and dataset name)."""
+    return _state(work, name).get("settings") or {}
+
+
 def _dep_fingerprint(ctx: StageContext, dep: str) -> str | None:
     if dep.startswith("ranges:"):
         return ranges_fingerprint(ctx, dep.split(":", 1)[1])
@@ -666,7 +671,8 @@ def run_stage(stage: Stage, ctx: StageContext) -> list[StageResult]:
         extra = {} if reused else stage.compute(ctx)
     if not reused:
         written = [str(p) for p in stage.files(work) if p.exists()]
-        write_json({"fingerprint": current, "files": written}, _state_path(work, stage.name))
+        settings = None if stage.name == "file_manifest" else stage.settings(ctx)
+        write_json({"fingerprint": current, "files": written, "settings": settings}, _state_path(work, stage.name))
     results = [replace(r, metrics={**r.metrics, **extra}, reused=reused, fingerprint=current)
                for r in stage.describe(ctx)]
     ctx.results[stage.name] = results

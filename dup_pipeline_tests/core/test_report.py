@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+from dup_pipeline.cli import main
 from dup_pipeline.core.demo import draw_class_image
 from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.image_issues import ISSUES
@@ -321,6 +323,9 @@ def test_the_report_stage_marks_the_runs_configured_cut_offs(demo_dataset, demo_
     assert ">threshold 0.83</text>" in svg and ">ccthreshold 0.87</text>" in svg
     weakest = pl.read_parquet(work / "outliers.parquet")["distance"].max()
     assert f"outliers up to {weakest:.2f}" in svg
+    rewritten = CliRunner().invoke(main, ["report", str(work)])  # the standalone command keeps the run's cut-offs
+    assert rewritten.exit_code == 0, rewritten.output
+    assert ">threshold 0.83</text>" in summary.report.read_text()
 
 
 def test_image_issue_galleries_list_the_images_made_to_have_them(tmp_path):
