@@ -8,7 +8,7 @@ index instead of rebuilding it.
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import faiss
 import numpy as np
@@ -24,7 +24,10 @@ from dup_pipeline.core.graph import (
     pagerank_degree,
 )
 from dup_pipeline.core.index import (
+    AUTO_MODE,
+    AUTO_PARAMS,
     add_rows,
+    auto_faiss_mode,
     apply_params,
     build_index,
     format_params,
@@ -50,10 +53,11 @@ class GraphConfig:
     distinct images for EfficientNet-Lite0). ``ccthreshold``: edges at or above it join
     components. ``lower_threshold``: the fraction of images with the weakest nearest neighbour
     reported as outliers. ``nearest_neighbors_k``: neighbours searched per image (bounds the
-    size of a duplicate group that is listed completely).
+    size of a duplicate group that is listed completely). ``faiss_mode="auto"`` picks the index by
+    the number of vectors (:func:`dup_pipeline.core.index.auto_faiss_mode`); see :meth:`resolved`.
     """
 
-    faiss_mode: str = "HNSW32"
+    faiss_mode: str = AUTO_MODE
     faiss_param: str = ""
     distance: str = "cosine"
     nearest_neighbors_k: int = 10
@@ -74,14 +78,31 @@ class GraphConfig:
                 raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
         if not 0 <= self.lower_threshold < 1:
             raise ConfigError(f"lower_threshold must be in [0, 1), got {self.lower_threshold!r}")
-        parse_params(self.faiss_param)  # every faiss value checked before any work
+        params = parse_params(self.faiss_param)  # every faiss value checked before any work
+        allowed = [name for names in AUTO_PARAMS.values() for name in names]
+        if self.faiss_mode == AUTO_MODE and set(params) - set(allowed):
+            raise ConfigError(f"faiss_param with faiss_mode='auto' may set only {', '.join(allowed)} (applied to "
+                              f"the mode chosen), got {self.faiss_param!r}; name a faiss_mode to set others")
+
+    def resolved(self, n: int, dim: int) -> "GraphConfig":
+        """This config with ``auto`` replaced by the concrete mode for ``n`` vectors of ``dim``, keeping only
+        the faiss_param names that mode takes (:data:`AUTO_PARAMS`); any other faiss_mode is returned as is."""
+        if self.faiss_mode != AUTO_MODE:
+            return self
+        mode = auto_faiss_mode(n, dim, self.distance)
+        kind = "HNSW" if mode.startswith("HNSW") else "IVF"
+        params = {k: v for k, v in parse_params(self.faiss_param).items() if k in AUTO_PARAMS[kind]}
+        return replace(self, faiss_mode=mode, faiss_param=format_params(params))
 
     @property
     def search_params(self) -> str:
         """``faiss_param`` over defaults that keep near-duplicate recall high: HNSW's efSearch=64 (faiss's
-        16 missed 11-27% of planted pairs in benchmarks/bench_graph.py), IVF's nprobe=16."""
-        defaults = {"efSearch": 64.0} if self.faiss_mode.startswith("HNSW") else (
-            {"nprobe": 16.0} if self.faiss_mode.startswith("IVF") else {})
+        16 missed 11-27% of planted pairs in benchmarks/bench_graph.py), IVF's nprobe=16, nprobe=32 after a
+        PCA (100% of planted copies at 1M with re-ranking, docs/benchmarks.md)."""
+        mode = self.faiss_mode
+        defaults = {"efSearch": 64.0} if mode.startswith("HNSW") else (
+            {"nprobe": 16.0} if mode.startswith("IVF") else (
+                {"nprobe": 32.0} if mode.startswith("PCA") and ",IVF" in mode else {}))
         return format_params({**defaults, **parse_params(self.faiss_param)})
 
     @property
@@ -127,6 +148,7 @@ def update_index(work: WorkDir, features: FeatureMatrix, config: GraphConfig, nu
                  ) -> tuple[faiss.Index, int]:
     """Load, extend or build ``faiss.index`` for the matrix; return it and the rows added now."""
     n = features.matrix.shape[0]
+    config = config.resolved(*features.matrix.shape)
     tag = {**config.index_tag, "model_id": features.model_id}
     state = json.loads(work.index_meta.read_text()) if work.index_meta.exists() else {}
     old_rows = state.get("rows", 0)
@@ -200,6 +222,7 @@ def find_neighbours(
     are re-ranked on the feature matrix, so every similarity is exact.
     """
     state = json.loads(work.index_meta.read_text())
+    config = config.resolved(*features.matrix.shape)
     reranked = needs_rerank(config.faiss_mode)
     fingerprint = _digest(GRAPH_VERSION, state, config.nearest_neighbors_k, config.search_params,
                           json.loads(work.features_meta.read_text()), RERANK_FACTOR if reranked else None)
@@ -295,6 +318,7 @@ def cross_similarity(
     leakage table.
     """
     out = out or work
+    config = config.resolved(*train.matrix.shape)
     index = load_index(work.faiss_index)
     apply_params(index, config.faiss_mode, config.search_params)
     k = min(config.nearest_neighbors_k, max(index.ntotal, 1))

@@ -205,3 +205,25 @@ def test_faiss_param_values_that_faiss_accepts_silently_no_longer_lose_pairs(pla
     assert faiss.downcast_index(faiss.extract_index_ivf(ivf).quantizer).hnsw.efSearch == 40
     assert found_pairs(ivf, x) == pairs
     assert ix.format_params(ix.parse_params(" nprobes=16 , efConstruction=1e3")) == "nprobe=16,efConstruction=1000"
+
+
+@pytest.mark.parametrize("n, dim, distance, mode", [
+    (1, 1280, "cosine", "HNSW32"), (49_999, 1280, "cosine", "HNSW32"),
+    (50_000, 1280, "cosine", "PCA256,IVF1024,Flat"), (100_000, 1280, "cosine", "PCA256,IVF1024,Flat"),
+    (1_000_000, 1280, "cosine", "PCA256,IVF4096,Flat"), (10_000_000, 1280, "cosine", "PCA256,IVF16384,Flat"),
+    (1_000_000, 128, "cosine", "IVF4096,Flat"), (1_000_000, 1280, "manhattan", "IVF4096,Flat"),
+])
+def test_auto_mode_is_hnsw_for_small_sets_and_pca_ivf_for_large(n, dim, distance, mode):
+    assert ix.auto_faiss_mode(n, dim, distance) == mode
+
+
+def test_pca_index_for_cosine_is_l2_on_unit_vectors_and_search_reports_cosine(planted):
+    x, pairs = planted
+    index = ix.build_index(x, "PCA32,IVF8,Flat", faiss_param="nprobe=8")
+    assert index.metric_type == faiss.METRIC_L2
+    sims, ids = ix.search(index, x[:50], 3)
+    assert (ids[:, 0] == np.arange(50)).all()
+    assert np.allclose(sims[:, 0], 1.0, atol=1e-4)
+    assert pairs <= found_pairs(index, x)
+    with pytest.raises(ValueError, match="does not match the index metric"):
+        ix.search(index, x[:5], 3, distance="manhattan")

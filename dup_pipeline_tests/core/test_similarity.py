@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import polars as pl
@@ -7,6 +8,7 @@ import dup_pipeline.core.scan as scan_module
 from dup_pipeline.core.errors import WorkDirError
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline.core.similarity import GraphConfig
+from dup_pipeline.core.workdir import WorkDir
 from dup_pipeline_tests.conftest import noise_image, save_image
 
 
@@ -68,6 +70,21 @@ def test_approximate_mode_is_reranked_to_exact_similarities(demo_dataset, flat_w
     assert (both["distance"] - both["distance_flat"]).abs().max() < 1e-6
 
 
+def test_auto_resolves_by_size_records_the_mode_and_keeps_only_its_params(flat_work):
+    config = GraphConfig(faiss_param="efSearch=100,nprobe=8")
+    assert config.faiss_mode == "auto"
+    assert config.resolved(10, 1280).faiss_mode == "HNSW32"
+    assert config.resolved(10, 1280).search_params == "efSearch=100"
+    big = config.resolved(1_000_000, 1280)
+    assert big.faiss_mode == "PCA256,IVF4096,Flat" and big.search_params == "nprobe=8"
+    assert GraphConfig().resolved(1_000_000, 1280).search_params == "nprobe=32"
+    assert GraphConfig(faiss_mode="Flat").resolved(1_000_000, 1280).faiss_mode == "Flat"
+    with pytest.raises(ValueError, match="faiss_mode='auto' may set only efSearch, efConstruction, nprobe"):
+        GraphConfig(faiss_param="ht=4")
+    # the demo run (default config) recorded the concrete mode it built
+    assert json.loads(WorkDir(flat_work).index_meta.read_text())["tag"]["faiss_mode"] == "HNSW32"
+
+
 def test_outliers_one_row_per_image_and_planted_first(demo_dataset, demo_run):
     out = pl.read_parquet(f"{demo_run.work_dir}/outliers.parquet")
     assert out["outlier"].is_unique().all()
@@ -124,7 +141,7 @@ def test_faiss_param_is_checked_in_the_config_and_keeps_the_default_efsearch():
         GraphConfig(faiss_param="efSearch=0")
     with pytest.raises(ValueError, match="faiss_param nprobe must be an integer"):
         GraphConfig(faiss_mode="IVF16,Flat", faiss_param="nprobe=0")
-    build_only = GraphConfig(faiss_param="efConstruction=80")
+    build_only = GraphConfig(faiss_param="efConstruction=80").resolved(10, 1280)  # auto: HNSW32 at 10 images
     assert build_only.search_params == "efSearch=64,efConstruction=80"  # faiss's efSearch=16 loses pairs
     assert build_only.index_tag["build_params"] == ["efConstruction=80"]
     assert GraphConfig(faiss_param="efSearch=128").search_params == "efSearch=128"
