@@ -55,14 +55,15 @@ def test_flat_mode_2_gives_exactly_the_planted_pairs_without_decoding(demo_datas
     assert summary.graph.recomputed and summary.graph.index_rows_added == demo_run.good
 
 
-def test_approximate_mode_is_reranked_to_exact_similarities(demo_dataset, flat_work, tmp_path):
-    """IVF4,SQ8 (8-bit codes distort scores; nprobe=1 of 4 lists) lists every planted copy, each pair with
+@pytest.mark.parametrize("mode", ["IVF4,SQ8", "PCA64,IVF4,Flat"])
+def test_approximate_mode_is_reranked_to_exact_similarities(demo_dataset, flat_work, tmp_path, mode):
+    """8-bit codes or a PCA (scores distorted; nprobe=1 of 4 lists) list every planted copy, each pair with
     the exact similarity the Flat run writes."""
     sq_work = tmp_path / "sq_work"
     shutil.copytree(flat_work, sq_work)
     run_pipeline(PipelineConfig(demo_dataset.images, str(flat_work), graph=GraphConfig(faiss_mode="Flat")), run_mode=2)
     run_pipeline(PipelineConfig(demo_dataset.images, str(sq_work),
-                                graph=GraphConfig(faiss_mode="IVF4,SQ8", faiss_param="nprobe=1")), run_mode=2)
+                                graph=GraphConfig(faiss_mode=mode, faiss_param="nprobe=1")), run_mode=2)
     flat, sq = (pl.read_parquet(w / "similarity.parquet") for w in (flat_work, sq_work))
     assert _names(demo_dataset, sq) >= _planted_pairs(demo_dataset.ground_truth())
     both = sq.join(flat, on=["from", "to"], suffix="_flat")
