@@ -151,7 +151,8 @@ class Settings:
                               "modes are re-ranked to exact similarities.",
                               fastdup=("nnf_mode",))
     faiss_param: str = _option(GraphConfig, "faiss_param", "faiss search parameters, e.g. 'efSearch=128' "
-                               "(default efSearch=64 for HNSW, nprobe=16 for IVF).", fastdup=("nnf_param",))
+                               "(default efSearch=64 for HNSW, nprobe=16 for IVF, 32 for PCA..,IVF).",
+                               fastdup=("nnf_param",))
     distance: str = _option(GraphConfig, "distance", "Similarity measure.", choices=DISTANCES)
     nearest_neighbors_k: int = _option(GraphConfig, "nearest_neighbors_k", "Neighbours searched per image.",
                                        short="-k")

@@ -4,6 +4,7 @@ import shutil
 import polars as pl
 import pytest
 
+import dup_pipeline.core.index as index_module
 import dup_pipeline.core.scan as scan_module
 from dup_pipeline.core.errors import WorkDirError
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
@@ -84,6 +85,24 @@ def test_auto_resolves_by_size_records_the_mode_and_keeps_only_its_params(flat_w
         GraphConfig(faiss_param="ht=4")
     # the demo run (default config) recorded the concrete mode it built
     assert json.loads(WorkDir(flat_work).index_meta.read_text())["tag"]["faiss_mode"] == "HNSW32"
+
+
+def test_auto_above_its_threshold_builds_the_pca_ivf_index_and_writes_flat_similarities(
+        demo_dataset, flat_work, tmp_path, monkeypatch):
+    auto_work = tmp_path / "auto_work"
+    shutil.copytree(flat_work, auto_work)
+    monkeypatch.setattr(index_module, "AUTO_HNSW_BELOW", 10)  # the demo set counts as large,
+    monkeypatch.setattr(index_module, "AUTO_PCA_DIM", 32)  # and its 80 vectors can train a 32-d PCA
+    (auto_work / "stages" / "faiss_index.json").unlink()  # the stage is fresh otherwise: same features and config
+    summary = run_pipeline(PipelineConfig(demo_dataset.images, str(auto_work)), run_mode=2)
+    mode = json.loads(WorkDir(auto_work).index_meta.read_text())["tag"]["faiss_mode"]
+    n = summary.graph.index_rows_added
+    assert mode == index_module.auto_faiss_mode(n, 1280) and mode.startswith("PCA32,IVF")
+    run_pipeline(PipelineConfig(demo_dataset.images, str(flat_work), graph=GraphConfig(faiss_mode="Flat")), run_mode=2)
+    flat, auto = (pl.read_parquet(w / "similarity.parquet") for w in (flat_work, auto_work))
+    both = auto.join(flat, on=["from", "to"], suffix="_flat")
+    assert both.height == auto.height == flat.height
+    assert (both["distance"] - both["distance_flat"]).abs().max() < 1e-6
 
 
 def test_outliers_one_row_per_image_and_planted_first(demo_dataset, demo_run):
