@@ -146,9 +146,9 @@ class Settings:
                                        "Crop before embedding: 'row_y=,col_x=,height=,width='.")
     batch_size: int = _option(ModelConfig, "batch_size", "Images per model call.")
     compute: str = _option(ModelConfig, "compute", "cpu, or gpu (needs onnxruntime-gpu).", choices=COMPUTE)
-    faiss_mode: str = _option(GraphConfig, "faiss_mode", "faiss.index_factory string (Flat = exact), or auto: HNSW32 "
-                              "below 50,000 images, else PCA256,IVF<4*sqrt(n)>,Flat nprobe=32; approximate "
-                              "modes are re-ranked to exact similarities.",
+    faiss_mode: str = _option(GraphConfig, "faiss_mode", "faiss.index_factory string (Flat = exact), or "
+                              "auto: HNSW32 below 50,000 images, else PCA256,IVF<4*sqrt(n)>,Flat "
+                              "nprobe=32; approximate modes are re-ranked to exact similarities.",
                               fastdup=("nnf_mode",))
     faiss_param: str = _option(GraphConfig, "faiss_param", "faiss search parameters, e.g. 'efSearch=128' "
                                "(default efSearch=64 for HNSW, nprobe=16 for IVF, 32 for PCA..,IVF).",

@@ -102,8 +102,9 @@ def pairwise_similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") 
 
 
 AUTO_MODE = "auto"
-# Measured (docs/benchmarks.md, real-like embeddings): HNSW32 found 97.3% of planted copies at 100k and 58% at 1M,
-# PCA256,IVF<nlist>,Flat nprobe=32 with exact re-ranking 100% at 100k and 1M (1M: 28 min, 6.7 GiB peak RSS).
+# Measured (docs/benchmarks.md, real-like embeddings): HNSW32 found 97.3% of planted copies at 100k (and 58%
+# at 1M on random vectors), PCA256,IVF<nlist>,Flat nprobe=32 with exact re-ranking 100% at 100k and 1M
+# (1M: 28 min, 6.7 GiB peak RSS).
 # Below 50,000 vectors HNSW32 builds and searches in seconds and needs no training.
 AUTO_HNSW_BELOW = 50_000
 AUTO_PCA_DIM = 256

@@ -18,7 +18,8 @@ from dup_pipeline.core.errors import ConfigError
 from dup_pipeline.core.index import _check_matrix, _rows, _threads, to_similarity
 
 MAX_FACTOR = 100
-RERANK_FACTOR = 2  # candidates per result: 2 x (k+1) found 100% of planted copies at 100k and 1M (docs/benchmarks.md)
+# candidates per result: 2 x (k+1) found 100% of planted copies at 100k and 1M (docs/benchmarks.md)
+RERANK_FACTOR = 2
 # factory parts whose scores are not exact (coarse lists, codes, projections): their results are re-ranked
 _APPROXIMATE_RE = re.compile(r"IVF|PQ|SQ|PCA|OPQ|ITQ|LSH|RR\d|Refine", re.IGNORECASE)
 

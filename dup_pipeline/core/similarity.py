@@ -81,12 +81,13 @@ class GraphConfig:
         params = parse_params(self.faiss_param)  # every faiss value checked before any work
         allowed = [name for names in AUTO_PARAMS.values() for name in names]
         if self.faiss_mode == AUTO_MODE and set(params) - set(allowed):
-            raise ConfigError(f"faiss_param with faiss_mode='auto' may set only {', '.join(allowed)} (applied to "
-                              f"the mode chosen), got {self.faiss_param!r}; name a faiss_mode to set others")
+            raise ConfigError(f"faiss_param with faiss_mode='auto' may set only {', '.join(allowed)} "
+                              f"(applied to the mode chosen), got {self.faiss_param!r}; "
+                              "name a faiss_mode to set others")
 
     def resolved(self, n: int, dim: int) -> "GraphConfig":
-        """This config with ``auto`` replaced by the concrete mode for ``n`` vectors of ``dim``, keeping only
-        the faiss_param names that mode takes (:data:`AUTO_PARAMS`); any other faiss_mode is returned as is."""
+        """This config with ``auto`` replaced by the concrete mode for ``n`` vectors of ``dim``, keeping
+        only the faiss_param names that mode takes (``AUTO_PARAMS``); any other faiss_mode is kept as is."""
         if self.faiss_mode != AUTO_MODE:
             return self
         mode = auto_faiss_mode(n, dim, self.distance)
@@ -234,7 +235,8 @@ def find_neighbours(
     n = features.matrix.shape[0]
     k = min(config.nearest_neighbors_k + 1, max(n, 1))
     if reranked:
-        sims, ids = search_reranked(index, features.matrix, k, RERANK_FACTOR, config.distance, num_threads=num_threads)
+        sims, ids = search_reranked(index, features.matrix, k, RERANK_FACTOR, config.distance,
+                                    num_threads=num_threads)
     else:
         sims, ids = search(index, features.matrix, k, config.distance, num_threads=num_threads)
     rows = features.index["index"].to_numpy()
@@ -323,8 +325,8 @@ def cross_similarity(
     apply_params(index, config.faiss_mode, config.search_params)
     k = min(config.nearest_neighbors_k, max(index.ntotal, 1))
     if test.matrix.shape[0] and needs_rerank(config.faiss_mode):  # exact similarities, as in find_neighbours
-        _, candidates = search(index, test.matrix, min(RERANK_FACTOR * k, max(index.ntotal, 1)), config.distance,
-                               num_threads=num_threads)
+        wide = min(RERANK_FACTOR * k, max(index.ntotal, 1))
+        _, candidates = search(index, test.matrix, wide, config.distance, num_threads=num_threads)
         sims, ids = rerank(train.matrix, test.matrix, candidates, k, config.distance)
     elif test.matrix.shape[0]:
         sims, ids = search(index, test.matrix, k, config.distance, num_threads=num_threads)

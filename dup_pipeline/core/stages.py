@@ -265,7 +265,7 @@ def compute_index(ctx: StageContext) -> Metrics:
 def describe_index(ctx: StageContext) -> list[StageResult]:
     g = ctx.config.graph
     vectors = ctx.features.matrix.shape[0] if ctx.work.features_meta.exists() else 0
-    mode = g.resolved(*ctx.features.matrix.shape).faiss_mode if vectors else g.faiss_mode  # auto: the mode built
+    mode = g.resolved(*ctx.features.matrix.shape).faiss_mode if vectors else g.faiss_mode  # auto: as built
     return [StageResult("faiss_index", {"vectors": vectors, "faiss_mode": mode, "distance": g.distance},
                         {"path": ctx.work.faiss_index}, skipped=None if vectors else "no vectors: no good images")]
 

@@ -62,7 +62,8 @@ def test_approximate_mode_is_reranked_to_exact_similarities(demo_dataset, flat_w
     the exact similarity the Flat run writes."""
     sq_work = tmp_path / "sq_work"
     shutil.copytree(flat_work, sq_work)
-    run_pipeline(PipelineConfig(demo_dataset.images, str(flat_work), graph=GraphConfig(faiss_mode="Flat")), run_mode=2)
+    flat_config = PipelineConfig(demo_dataset.images, str(flat_work), graph=GraphConfig(faiss_mode="Flat"))
+    run_pipeline(flat_config, run_mode=2)
     run_pipeline(PipelineConfig(demo_dataset.images, str(sq_work),
                                 graph=GraphConfig(faiss_mode=mode, faiss_param="nprobe=1")), run_mode=2)
     flat, sq = (pl.read_parquet(w / "similarity.parquet") for w in (flat_work, sq_work))
@@ -93,12 +94,13 @@ def test_auto_above_its_threshold_builds_the_pca_ivf_index_and_writes_flat_simil
     shutil.copytree(flat_work, auto_work)
     monkeypatch.setattr(index_module, "AUTO_HNSW_BELOW", 10)  # the demo set counts as large,
     monkeypatch.setattr(index_module, "AUTO_PCA_DIM", 32)  # and its 80 vectors can train a 32-d PCA
-    (auto_work / "stages" / "faiss_index.json").unlink()  # the stage is fresh otherwise: same features and config
+    (auto_work / "stages" / "faiss_index.json").unlink()  # else fresh: same features and config
     summary = run_pipeline(PipelineConfig(demo_dataset.images, str(auto_work)), run_mode=2)
     mode = json.loads(WorkDir(auto_work).index_meta.read_text())["tag"]["faiss_mode"]
     n = summary.graph.index_rows_added
     assert mode == index_module.auto_faiss_mode(n, 1280) and mode.startswith("PCA32,IVF")
-    run_pipeline(PipelineConfig(demo_dataset.images, str(flat_work), graph=GraphConfig(faiss_mode="Flat")), run_mode=2)
+    flat_config = PipelineConfig(demo_dataset.images, str(flat_work), graph=GraphConfig(faiss_mode="Flat"))
+    run_pipeline(flat_config, run_mode=2)
     flat, auto = (pl.read_parquet(w / "similarity.parquet") for w in (flat_work, auto_work))
     both = auto.join(flat, on=["from", "to"], suffix="_flat")
     assert both.height == auto.height == flat.height
