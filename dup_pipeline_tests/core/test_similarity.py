@@ -183,6 +183,20 @@ def test_run_mode_3_reports_train_test_pairs(demo_dataset, tmp_path):
                      test_input=demo_dataset.images / "test")
 
 
+def test_run_mode_3_with_an_approximate_index_reports_exact_similarities(demo_dataset, tmp_path):
+    crosses = []
+    for mode, param in (("Flat", ""), ("IVF4,SQ8", "nprobe=1")):
+        train = PipelineConfig(demo_dataset.images / "train", str(tmp_path / mode),
+                               graph=GraphConfig(faiss_mode=mode, faiss_param=param))
+        run_pipeline(train)
+        crosses.append(run_pipeline(train, run_mode=3, test_input=demo_dataset.images / "test").cross)
+    flat, sq = crosses
+    assert {tuple(sorted(p)) for p in demo_dataset.ground_truth()["leakage"]} <= _names(demo_dataset, sq)
+    both = sq.join(flat, on=["from", "to"], suffix="_flat")
+    assert both.height == sq.height == flat.height
+    assert (both["distance"] - both["distance_flat"]).abs().max() < 1e-6
+
+
 def test_rerun_recomputes_nothing_and_new_images_extend_the_index(tmp_path):
     images = tmp_path / "images"
     for i in range(6):
