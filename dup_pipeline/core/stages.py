@@ -668,10 +668,10 @@ def run_stage(stage: Stage, ctx: StageContext) -> list[StageResult]:
     else:
         current = fingerprint(stage, ctx)
         reused = (current == before.get("fingerprint")
-                  and all(Path(p).exists() for p in before.get("files", [])))
+                  and all((work.root / p).exists() for p in before.get("files", [])))
         extra = {} if reused else stage.compute(ctx)
     if not reused:
-        written = [str(p) for p in stage.files(work) if p.exists()]
+        written = [os.path.relpath(p, work.root) for p in stage.files(work) if p.exists()]  # the work_dir may move
         settings = None if stage.name == "file_manifest" else stage.settings(ctx)
         write_json({"fingerprint": current, "files": written, "settings": settings}, _state_path(work, stage.name))
     results = [replace(r, metrics={**r.metrics, **extra}, reused=reused, fingerprint=current)

@@ -135,3 +135,16 @@ def test_manifest_stage_removes_label_findings_when_labels_are_no_longer_configu
     results = run_stages(StageContext(PipelineConfig(images, str(work.root))), ["file_manifest"])
     assert results["file_manifest"][0].metrics["files"] == 3
     assert not work.mislabels_csv.exists()
+
+
+def test_a_moved_work_dir_recomputes_a_stage_whose_file_it_lost(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        save_image(images / f"{i}.png", noise_image(i))
+    run_pipeline(PipelineConfig(images, str(tmp_path / "first")), features=False)
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "first", moved)
+    (moved / "image_issues.parquet").unlink()  # the first work_dir still has its copy
+    run_pipeline(PipelineConfig(images, str(moved)), features=False)
+    assert (moved / "image_issues.parquet").exists()
