@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from dup_pipeline.core.clean import CLEAN_LIST, CLEAN_PARQUET, DROPPED_PARQUET, clean_list, write_clean_list
 from dup_pipeline.core.config import SETTINGS_FIELDS, Settings
+from dup_pipeline.core.sources.names import is_url
 from dup_pipeline.core.demo import generate_demo
 from dup_pipeline.core.errors import DupPipelineError, WorkDirError, exit_code
 from dup_pipeline.core.pipeline import (
@@ -96,7 +97,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT")
 @click.argument("work_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--min-offset", default=0, show_default=True, type=click.IntRange(min=0),
               help="First manifest index to process (fastdup's min_offset).")
@@ -108,10 +109,11 @@ def main() -> None:
               help="Run mode 3: new images to compare with the existing index in WORK_DIR.")
 @click.option("--stats-only", is_flag=True, help="Only bad files and image statistics (no model, no similarity).")
 @with_run_options
-def run(input_path: Path, work_dir: Path, min_offset: int, max_offset: int, run_mode: int, test_input: Path | None,
+def run(input_path: str, work_dir: Path, min_offset: int, max_offset: int, run_mode: int, test_input: Path | None,
         stats_only: bool, **options) -> None:
-    """Analyse INPUT (a folder, or a .txt/.csv file listing image paths) into WORK_DIR."""
-    if not input_path.exists():
+    """Analyse INPUT (a folder, a .txt/.csv file listing image paths or URLs, or a bucket prefix or URL
+    such as s3://bucket/prefix; shards and videos included) into WORK_DIR."""
+    if not is_url(input_path) and not Path(input_path).exists():
         raise click.BadParameter(f"{str(input_path)!r} does not exist", param_hint="INPUT")
     quiet = options.pop("quiet")
     config = _config(input_path, work_dir, **options)

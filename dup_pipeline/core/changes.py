@@ -1,12 +1,15 @@
-"""What changed in the input since the manifest was written (stat-based, nothing is read)."""
+"""What changed in the input since the manifest was written, from sizes and change stamps.
+
+No image is read; a shard or video is opened only when its own stamp changed (to list it).
+"""
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 
 import polars as pl
 
-from dup_pipeline.core.inputs import InputSpec, discover_files
+from dup_pipeline.core.inputs import InputSpec
+from dup_pipeline.core.sources.catalog import SourceSettings, discover
 from dup_pipeline.core.workdir import WorkDir
 
 
@@ -38,22 +41,20 @@ class InputChanges:
         return f"{len(self.added)} new, {len(self.modified)} changed, {len(self.removed)} removed files"
 
 
-def input_changes(work: WorkDir, source: InputSpec) -> InputChanges:
-    """Compare the input's current files with ``manifest.parquet`` by path, size and mtime."""
-    paths = discover_files(source)
-    if not work.manifest.exists():
-        return InputChanges(paths, [], [])
-    manifest = pl.read_parquet(work.manifest, columns=["path", "size", "mtime_ns", "missing"])
+def input_changes(work: WorkDir, source: InputSpec,
+                  sources: SourceSettings = SourceSettings()) -> InputChanges:
+    """Compare the input's current entries with ``manifest.parquet`` by name, size and change stamp."""
+    manifest = pl.read_parquet(work.manifest) if work.manifest.exists() else None
+    entries = discover(source, sources, manifest)
+    stamps = {e.name: (e.size, e.stamp) for e in entries}
+    if manifest is None:
+        return InputChanges(list(stamps), [], [], stamps)
+    manifest = manifest.select("path", "size", "mtime_ns", "missing")
     known = {p: (s, m) for p, s, m, _ in manifest.iter_rows()}
     gone = {p for p, _, _, missing in manifest.iter_rows() if missing}
-    current = set(paths)
-    added, modified, stamps = [], [], {}
-    for path in paths:
-        try:
-            st = os.stat(path)
-            stamps[path] = (st.st_size, st.st_mtime_ns)
-        except OSError:
-            stamps[path] = (-1, -1)
+    current = set(stamps)
+    added, modified = [], []
+    for path in stamps:
         if path not in known:
             added.append(path)  # a new manifest row
         elif path in gone or stamps[path] != known[path]:

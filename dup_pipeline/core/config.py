@@ -29,6 +29,7 @@ from dup_pipeline.core.range_scan import FeatureSettings, features_tag
 from dup_pipeline.core.ranges import DEFAULT_RANGE_SIZE, check_range_size
 from dup_pipeline.core.scan import DecodeSettings
 from dup_pipeline.core.similarity import DISTANCES, GraphConfig
+from dup_pipeline.core.sources.catalog import SourceSettings
 from dup_pipeline.core.threads import resolve_threads
 
 COMPUTE = ("cpu", "gpu")
@@ -97,6 +98,7 @@ class PipelineConfig:
     labels_from_folders: bool = False
     label_config: LabelConfig = field(default_factory=LabelConfig)
     report: bool = True
+    sources: SourceSettings = field(default_factory=SourceSettings)
     exclude_outliers: bool = False  # the clean list also drops outliers
     exclude_wrong_labels: bool = False  # the clean list also drops images whose label is likely wrong
     image_issue_thresholds: str = ""  # "name=value,..." overriding image_issues.ISSUES' thresholds
@@ -177,6 +179,11 @@ class Settings:
         PipelineConfig, "image_issue_thresholds", "Image-issue thresholds 'name=value,...' over the defaults: "
         + ", ".join(f"{n}={s.threshold:g}" for n, s in ISSUES.items()) + ".")
 
+    video_fps: float = _option(SourceSettings, "video_fps", "Video frames sampled per second of video (the "
+                               "first frame of each 1/video_fps-second window).")
+    read_concurrency: int = _option(SourceSettings, "read_concurrency",
+                                    "Objects read at once from buckets and URLs.")
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
@@ -196,6 +203,7 @@ class Settings:
                               ccthreshold=self.ccthreshold, lower_threshold=self.lower_threshold,
                               run_cc=self.run_cc, run_pagerank=self.run_pagerank, run_degree=self.run_degree),
             labels=self.labels, labels_from_folders=self.labels_from_folders,
+            sources=SourceSettings(video_fps=self.video_fps, read_concurrency=self.read_concurrency),
             exclude_outliers=self.exclude_outliers, exclude_wrong_labels=self.exclude_wrong_labels,
             image_issue_thresholds=self.image_issue_thresholds,
         )

@@ -6,6 +6,7 @@ applied, and every mode (grayscale, palette, RGBA, CMYK, 16-bit, float) is norma
 """
 
 import contextlib
+import io
 import os
 import threading
 from collections.abc import Iterator
@@ -97,6 +98,32 @@ def decode_image(
         return _decode(path, handle, work_side, max_pixels, min_side)
 
 
+def decode_bytes(
+    name: str,
+    data: bytes,
+    work_side: int = DEFAULT_WORK_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = DEFAULT_MIN_SIDE,
+) -> DecodedImage:
+    """Decode the bytes of an object or a shard member (``name``) as :func:`decode_image` decodes a file."""
+    if not data:
+        raise BadFile("empty", "file is empty (0 bytes)")
+    return _decode(name, io.BytesIO(data), work_side, max_pixels, min_side)
+
+
+def check_size(width: int, height: int, max_pixels: int, min_side: int) -> None:
+    """Raise :class:`BadFile` for an image above ``max_pixels`` or with a side below ``min_side``."""
+    if width * height > max_pixels:
+        raise BadFile("too_large", f"{width}x{height} pixels exceeds max_pixels={max_pixels}")
+    if min(width, height) < min_side:
+        raise BadFile("too_small", f"{width}x{height} is below min_side={min_side}")
+
+
+def _second_reader(path: str, handle: BinaryIO) -> BinaryIO:
+    """Another reader of the same bytes (Pillow's PNG verification consumes one)."""
+    return io.BytesIO(handle.getbuffer()) if isinstance(handle, io.BytesIO) else open_input_file(path)
+
+
 @contextlib.contextmanager
 def _pillow_limit_at_least(pixels: int) -> Iterator[None]:
     """Pillow's decompression-bomb limit raised to ``pixels`` (if lower) while held; restored after."""
@@ -134,14 +161,11 @@ def _decode_once(path: str, handle: BinaryIO, work_side: int, max_pixels: int, m
     if fmt not in SUPPORTED_FORMATS:
         raise BadFile("unsupported_format", f"format {fmt} is not supported")
     width, height = img.size
-    if width * height > max_pixels:
-        raise BadFile("too_large", f"{width}x{height} pixels exceeds max_pixels={max_pixels}")
-    if min(width, height) < min_side:
-        raise BadFile("too_small", f"{width}x{height} is below min_side={min_side}")
+    check_size(width, height, max_pixels, min_side)
     mode = img.mode
     try:
         if fmt == "PNG":
-            with open_input_file(path) as again:
+            with _second_reader(path, handle) as again:
                 Image.open(again).verify()
         if fmt in ("JPEG", "MPO") and max(width, height) > work_side:
             scale = work_side / max(width, height)

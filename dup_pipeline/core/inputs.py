@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dup_pipeline.core.errors import InputError
+from dup_pipeline.core.sources.names import is_archive, is_url, is_video
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff"}
@@ -81,10 +82,15 @@ def _check_regular(path: str, mode: int) -> None:
                         "not a regular file: never read")
 
 
+def is_input_file(name: str) -> bool:
+    """An image, a shard (.tar, .tar.gz, .tgz, .zip) or a video (.mp4, .avi, .mov, .mkv, .webm), by name."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS or is_archive(name) or is_video(name)
+
+
 def discover_files(source: InputSpec) -> list[str]:
     """Return the absolute, sorted, de-duplicated image paths named by ``source``.
 
-    A folder is scanned recursively for files with an image extension (symlinked folders are
+    A folder is scanned recursively for images, shards and videos (symlinked folders are
     followed once; loops are cut). Folders holding a work_dir marker (:data:`WORKDIR_MARKER`, in
     every work_dir) are never scanned, so outputs such as gallery thumbnails are not taken for
     images. A sub-folder that cannot be read is returned as an entry itself, so it is reported
@@ -92,11 +98,12 @@ def discover_files(source: InputSpec) -> list[str]:
     A ``.txt``/``.csv``/``.lst`` file lists one path per line
     (a CSV's ``filename``/``path``/``filepath``/``file``/``image`` column, else its first column, skipping a
     header row; relative paths are taken relative to
-    the list file's folder). A list or tuple of paths is used as given. Listed files are kept
-    even when their extension is not an image's, so they are reported as bad files later.
+    the list file's folder; URLs are kept). A list or tuple of paths and URLs is used as given.
+    Listed files are kept even when their extension is not an image's, so they are reported as
+    bad files later.
     """
     if isinstance(source, (list, tuple)):
-        paths: Iterable[str] = (os.path.abspath(os.fspath(p)) for p in source)
+        paths: Iterable[str] = (p if is_url(p) else os.path.abspath(p) for p in map(os.fspath, source))
     else:
         root = Path(source)
         if root.is_dir():
@@ -143,7 +150,7 @@ def _scan_folder(root: Path) -> Iterable[str]:
         seen_dirs.add((st.st_dev, st.st_ino))
         dirnames.sort()
         for name in filenames:
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            if is_input_file(name):
                 yield os.path.abspath(os.path.join(dirpath, name))
     yield from unreadable
 
@@ -159,11 +166,11 @@ def _read_list_file(list_file: Path) -> Iterable[str]:
             if named:
                 column = header.index(named[0])
                 rows = rows[1:]
-            elif rows and rows[0] and os.path.splitext(rows[0][0].strip())[1].lower() not in IMAGE_EXTENSIONS:
+            elif rows and rows[0] and not is_input_file(rows[0][0].strip()):
                 rows = rows[1:]  # a header row with another name
             entries = [row[column].strip() for row in rows if len(row) > column]
         else:
             entries = [line.strip() for line in handle]
     for entry in entries:
         if entry and not entry.startswith("#"):
-            yield os.path.abspath(os.path.join(base, os.path.expanduser(entry)))
+            yield entry if is_url(entry) else os.path.abspath(os.path.join(base, os.path.expanduser(entry)))

@@ -5,15 +5,11 @@ new files are appended in sorted order, files that disappeared stay as rows mark
 So an index means the same image across reruns and offset ranges stay stable.
 """
 
-import hashlib
-import os
 from collections.abc import Callable, Sequence
 
 import polars as pl
 
-from dup_pipeline.core.inputs import UnusableInput, open_input_file
-
-HASH_CHUNK = 1 << 20
+from dup_pipeline.core.sources.catalog import Entry, SourceSettings, content_hashes
 
 MANIFEST_SCHEMA = {
     "index": pl.Int64,
@@ -27,36 +23,19 @@ MANIFEST_SCHEMA = {
 Progress = Callable[[int], None]
 
 
-def content_hash(path: str) -> str | None:
-    """BLAKE2b-128 hex digest of the file's bytes, or None when it is not a readable regular file
-    (a FIFO, device, socket or folder is never read)."""
-    digest = hashlib.blake2b(digest_size=16)
-    try:
-        with open_input_file(path) as handle:
-            while chunk := handle.read(HASH_CHUNK):
-                digest.update(chunk)
-    except (OSError, UnusableInput):
-        return None
-    return digest.hexdigest()
-
-
-def _stat_row(path: str) -> tuple[int, int]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return -1, -1
-    return st.st_size, st.st_mtime_ns
-
-
 def build_manifest(
-    paths: Sequence[str],
+    entries: Sequence[Entry],
     previous: pl.DataFrame | None = None,
     progress: Progress | None = None,
+    sources: SourceSettings = SourceSettings(),
 ) -> pl.DataFrame:
-    """Build the manifest for ``paths`` (sorted absolute paths), reusing ``previous`` hashes.
+    """Build the manifest for ``entries`` (sorted by name: :func:`sources.catalog.discover`),
+    reusing ``previous`` hashes.
 
-    A file whose size and modification time are unchanged keeps its previous hash without
-    being read again; everything else is hashed.
+    An entry whose size and change stamp (``mtime_ns``: a local file's modification time, an
+    object's stamp from the store's listing) are unchanged keeps its previous hash without being
+    read again; shard members and video frames take the hash their listing computed; everything
+    else is hashed (BLAKE2b-128 of the bytes; objects ``sources.read_concurrency`` at a time).
     """
     known: dict[str, tuple[int, int, int, str | None]] = {}
     order: list[str] = []
@@ -64,21 +43,25 @@ def build_manifest(
         for row in previous.iter_rows(named=True):
             known[row["path"]] = (row["index"], row["size"], row["mtime_ns"], row["content_hash"])
             order.append(row["path"])
-    current = set(paths)
-    new_paths = [p for p in paths if p not in known]
+    current = {e.name: e for e in entries}
+    new_paths = [e.name for e in entries if e.name not in known]
+
+    def unchanged(entry: Entry) -> bool:
+        old = known.get(entry.name)
+        return old is not None and old[1:3] == (entry.size, entry.stamp) and old[3] is not None
+
+    needs_hash = [p for p in order + new_paths
+                  if p in current and not unchanged(current[p]) and current[p].content_hash is None]
+    hashes = content_hashes(needs_hash, sources)  # read lazily, in the loop's order
     rows: list[tuple[int, str, int, int, str | None, bool]] = []
     for path in order + new_paths:
         index = known[path][0] if path in known else len(rows)
-        if path not in current:
+        entry = current.get(path)
+        if entry is None:
             rows.append((index, path, -1, -1, None, True))
         else:
-            size, mtime_ns = _stat_row(path)
-            old = known.get(path)
-            if old is not None and old[1] == size and old[2] == mtime_ns and old[3] is not None:
-                digest = old[3]
-            else:
-                digest = content_hash(path)
-            rows.append((index, path, size, mtime_ns, digest, False))
+            digest = known[path][3] if unchanged(entry) else entry.content_hash or next(hashes)[1]
+            rows.append((index, path, entry.size, entry.stamp, digest, False))
         if progress is not None:
             progress(1)
     return pl.DataFrame(rows, schema=MANIFEST_SCHEMA, orient="row")

@@ -41,6 +41,7 @@ from dup_pipeline.core.scan import (
     process_rows,
 )
 from dup_pipeline.core.threads import default_threads
+from dup_pipeline.core.sources.catalog import SourceSettings
 from dup_pipeline.core.workdir import WorkDir, holding_range_lock
 
 SCAN_VERSION = "4"
@@ -410,8 +411,10 @@ def scan_range(
     num_threads: int | None = None,
     advance: Advance | None = None,
     features: FeatureSettings | None = None,
+    sources: SourceSettings = SourceSettings(),
 ) -> RangeScanOutcome:
     """Write the range's bad files and statistics, and its embeddings when ``features`` is given.
+    Objects, shards and videos are read with ``sources``.
 
     Rows unchanged since the previous scan of this range (same path, size, mtime, content and
     settings) are copied from it; only new or changed files are decoded, once for both products.
@@ -444,6 +447,7 @@ def scan_range(
     for item in process_rows(
         todo, settings, num_threads or default_threads(), stats_for=scan_todo,
         prepare=features.prepare if features is not None else None, prepare_for=feat_todo - borrowed.keys(),
+        source_settings=sources,
     ):
         index = item.row["index"]
         good = item.bad is None

@@ -14,9 +14,10 @@ from dup_pipeline.core.decode import (
     DEFAULT_MIN_SIDE,
     BadFile,
     DecodedImage,
-    decode_image,
 )
 from dup_pipeline.core.errors import ConfigError
+from dup_pipeline.core.sources.catalog import Payload, PayloadFeed, SourceSettings, reading_order
+from dup_pipeline.core.sources.reading import decode_payload
 from dup_pipeline.core.stats import image_stats
 from dup_pipeline.core.threads import resolve_threads
 
@@ -111,11 +112,12 @@ def stats_row(row: dict, decoded: DecodedImage) -> dict:
             "file_size": row["size"], **image_stats(decoded.image)}
 
 
-def _process_row(row: dict, settings: DecodeSettings, want_stats: bool, prepare: Prepare | None) -> Processed:
-    if row["missing"]:
+def _process_row(row: dict, payload: Payload | None, settings: DecodeSettings, want_stats: bool,
+                 prepare: Prepare | None) -> Processed:
+    if row["missing"] or payload is None:
         return Processed(row, bad=BadFile("missing", "file no longer exists"))
     try:
-        decoded = decode_image(row["path"], max_pixels=settings.max_pixels, min_side=settings.min_side)
+        decoded = decode_payload(payload, max_pixels=settings.max_pixels, min_side=settings.min_side)
     except BadFile as bad:
         return Processed(row, bad=bad)
     return Processed(
@@ -153,8 +155,11 @@ def process_rows(
     prepare_for: set[int] | None = None,
     max_items: int = PREFETCH_ITEMS,
     max_bytes: int = PREFETCH_BYTES,
+    source_settings: SourceSettings = SourceSettings(),
 ) -> Iterator[Processed]:
-    """Decode manifest ``rows`` in threads, in manifest order, ahead of the consumer.
+    """Decode manifest ``rows`` in threads, ahead of the consumer, in manifest order except that
+    each shard's members and each video's frames come together (:func:`sources.catalog.reading_order`:
+    one pass per shard or video, read with ``source_settings``).
 
     Statistics are computed for indexes in ``stats_for`` (all when None) and model inputs with
     ``prepare`` for indexes in ``prepare_for`` (all when None), both in the worker threads, so
@@ -165,16 +170,19 @@ def process_rows(
     model input to share).
     """
     records = rows.to_dicts()
+    records = [records[i] for i in reading_order([r["path"] for r in records])]
 
     def wants(row: dict) -> tuple[bool, bool]:
         return (stats_for is None or row["index"] in stats_for,
                 prepare is not None and (prepare_for is None or row["index"] in prepare_for))
 
-    def job(row: dict) -> Processed:
+    def job(row: dict, payload: Payload | None) -> Processed:
         want_stats, wants_tensor = wants(row)
-        return _process_row(row, settings, want_stats, prepare if wants_tensor else None)
+        return _process_row(row, payload, settings, want_stats, prepare if wants_tensor else None)
 
     sources = _sources(records, wants)
+    feed = PayloadFeed((r["path"] for r, s in zip(records, sources) if s is None and not r["missing"]),
+                       source_settings)
     copies_left = Counter(s for s in sources if s is not None)
     kept: dict[int, Processed] = {}  # results that later byte-identical rows copy
     lock = threading.Lock()
@@ -224,7 +232,8 @@ def process_rows(
             while position < len(records) and (not window or room(window)):
                 future = None
                 if sources[position] is None:
-                    future = pool.submit(job, records[position])
+                    row = records[position]
+                    future = pool.submit(job, row, None if row["missing"] else feed.get(row["path"]))
                     future.add_done_callback(finished)
                     submitted += 1
                 window.append((position, future))

@@ -35,7 +35,7 @@ from dup_pipeline.core.image_issues import (
     issue_thresholds,
     write_image_issues,
 )
-from dup_pipeline.core.inputs import InputSpec, discover_files
+from dup_pipeline.core.inputs import InputSpec
 from dup_pipeline.core.label_issues import label_error_rate, write_label_issues, write_leakage
 from dup_pipeline.core.labels import labels_from_folders, load_labels
 from dup_pipeline.core.manifest import build_manifest, exact_duplicate_groups
@@ -53,6 +53,7 @@ from dup_pipeline.core.range_scan import (
 from dup_pipeline.core.ranges import OffsetRange, offset_ranges
 from dup_pipeline.core.report.data import WorkTables
 from dup_pipeline.core.report.report import Report, build_report, report_markdown, summarize
+from dup_pipeline.core.sources.catalog import SourceSettings, discover
 from dup_pipeline.core.similarity import (
     GRAPH_VERSION,
     Neighbours,
@@ -152,16 +153,17 @@ def _no_vectors(ctx: StageContext, *paths: Path) -> Metrics:
 
 
 @holding_lock
-def update_manifest(work: WorkDir, source: InputSpec, progress: ProgressSink = silent_progress) -> pl.DataFrame:
+def update_manifest(work: WorkDir, source: InputSpec, progress: ProgressSink = silent_progress,
+                    sources: SourceSettings = SourceSettings()) -> pl.DataFrame:
     """Scan ``source`` and write ``manifest.parquet`` (append-only, hashes reused when unchanged)."""
-    paths = discover_files(source)
     remove_temp_files(work.root)  # left by a killed run (safe: we hold the work_dir lock)
     previous = pl.read_parquet(work.manifest) if work.manifest.exists() else None
-    if not paths and (previous is None or previous.is_empty()):
+    entries = discover(source, sources, previous)
+    if not entries and (previous is None or previous.is_empty()):
         raise InputError(f"input {_describe(source)} contains no image files")
     known = set(previous["path"].to_list()) if previous is not None else set()
-    with progress("manifest", len(paths) + len(known - set(paths))) as advance:
-        manifest = build_manifest(paths, previous, advance)
+    with progress("manifest", len(entries) + len(known - {e.name for e in entries})) as advance:
+        manifest = build_manifest(entries, previous, advance, sources)
     write_parquet(manifest, work.manifest)
     return manifest
 
@@ -171,7 +173,7 @@ def _describe(source: InputSpec) -> str:
 
 
 def compute_manifest(ctx: StageContext) -> Metrics:
-    update_manifest(ctx.work, ctx.config.input, ctx.progress)
+    update_manifest(ctx.work, ctx.config.input, ctx.progress, ctx.config.sources)
     if ctx.config.labels is None and not ctx.config.labels_from_folders:
         remove_label_outputs(ctx.work)  # labels dropped from the configuration: their findings go too
     ctx.forget()
@@ -704,7 +706,7 @@ def scan_ranges(ctx: StageContext, ranges: Sequence[OffsetRange], features: bool
             if features and settings is None:
                 settings = config.model.feature_settings()
             outcomes.append(scan_range(ctx.work, manifest, offset_range, config.decode, config.threads, advance,
-                                       settings))
+                                       settings, config.sources))
     return outcomes
 
 

@@ -38,7 +38,8 @@ def expected_partitions(ds: DatasetResource) -> tuple[list[str], InputChanges]:
     """The offset-range keys the next audit needs (rows known to the manifest plus the new files), and the
     input's changes since the manifest. Reads no image."""
     work = ds.workdir()
-    changes = input_changes(work, ds.pipeline_config().input)
+    config = ds.pipeline_config()
+    changes = input_changes(work, config.input, config.sources)
     known_rows = pl.scan_parquet(work.manifest).select(pl.len()).collect().item() if work.manifest.exists() else 0
     # only paths the manifest never had get new rows (a file that comes back reuses its row)
     return partition_keys(ds, known_rows + len(changes.added)), changes

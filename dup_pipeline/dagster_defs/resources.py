@@ -27,7 +27,8 @@ class DatasetResource(_SettingsFields):
     """One audited image dataset: where it is, where outputs go, the run parameters (every field of
     ``core.config.Settings``, same defaults), check limits and the audit schedule."""
 
-    input_dir: str = Field(description="Folder of images, or a .txt/.csv file listing image paths.")
+    input_dir: str = Field(description="Folder of images, shards and videos, a .txt/.csv file listing image "
+                           "paths or URLs, or a bucket prefix or URL (s3://bucket/prefix).")
     work_dir: str = Field(description="Folder for every output (Parquet, fastdup-named CSVs, report).")
     compare_to: str | None = Field(
         default=None, description="Name of another dataset whose index this one is searched against "

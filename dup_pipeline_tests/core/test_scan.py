@@ -14,6 +14,8 @@ from dup_pipeline.core.embed.model import Embedder
 from dup_pipeline.core.features import load_features
 from dup_pipeline.core.manifest import build_manifest
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
+from dup_pipeline.core.sources import reading
+from dup_pipeline.core.sources.catalog import SourceSettings, stat_files
 from dup_pipeline.core.workdir import WorkDir
 from dup_pipeline_tests.conftest import noise_image, save_image
 
@@ -31,10 +33,10 @@ def _folder(root: Path) -> Path:
 
 def test_byte_identical_rows_are_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _folder(tmp_path)
-    manifest = build_manifest(sorted(str(p) for p in root.iterdir()))
+    manifest = build_manifest(stat_files(sorted(str(p) for p in root.iterdir()), SourceSettings()))
     decoded: list[str] = []
-    real = S.decode_image
-    monkeypatch.setattr(S, "decode_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
+    real = reading.decode_image  # the scan decodes local files through the source layer
+    monkeypatch.setattr(reading, "decode_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
     prepare = lambda d: np.asarray(d.image, np.float32)  # noqa: E731
     items = list(S.process_rows(manifest, S.DecodeSettings(), 2, prepare=prepare, max_items=2))
     assert sorted(Path(p).name for p in decoded) == ["a.png", "e.png", "f.png"]
@@ -51,7 +53,7 @@ def test_byte_identical_rows_are_decoded_once(tmp_path: Path, monkeypatch: pytes
 
 def test_a_copy_needing_more_than_its_source_is_decoded(tmp_path: Path) -> None:
     root = _folder(tmp_path)
-    manifest = build_manifest(sorted(str(p) for p in root.iterdir()))
+    manifest = build_manifest(stat_files(sorted(str(p) for p in root.iterdir()), SourceSettings()))
     index = dict(zip(manifest["path"].map_elements(lambda p: Path(p).name, return_dtype=pl.String),
                      manifest["index"], strict=True))
     items = list(S.process_rows(manifest, S.DecodeSettings(), 2, prepare=lambda d: np.zeros(3, np.float32),
@@ -83,7 +85,7 @@ def test_run_embeds_byte_identical_files_once(tmp_path: Path, monkeypatch: pytes
 def test_decoding_ahead_is_bounded_in_bytes(tmp_path: Path, max_bytes: int) -> None:
     for i in range(40):
         save_image(tmp_path / f"{i:02}.png", noise_image(i, (32, 32)))
-    manifest = build_manifest(sorted(str(p) for p in tmp_path.iterdir()))
+    manifest = build_manifest(stat_files(sorted(str(p) for p in tmp_path.iterdir()), SourceSettings()))
     prepared, ahead = [], []
     lock = threading.Lock()
 

@@ -34,7 +34,10 @@ def common_root(paths: pl.Series) -> str:
     if paths.is_empty():
         return ""
     lo, hi = str(paths.min()), str(paths.max())
-    return os.path.dirname(lo) if lo == hi else os.path.commonpath([lo, hi])
+    try:
+        return os.path.dirname(lo) if lo == hi else os.path.commonpath([lo, hi])
+    except ValueError:  # local paths mixed with URLs: no common folder
+        return ""
 
 
 class WorkTables:

@@ -15,6 +15,9 @@ from PIL import Image, ImageDraw, ImageOps
 from dup_pipeline.core.atomic import atomic_path
 from dup_pipeline.core.decode import to_rgb
 from dup_pipeline.core.inputs import open_input_file
+from dup_pipeline.core.sources.catalog import SourceSettings
+from dup_pipeline.core.sources.names import is_url, locate
+from dup_pipeline.core.sources.reading import open_images
 
 THUMB_SIDE = 180
 _QUALITY = 82
@@ -62,20 +65,47 @@ def _draw_boxes(img: Image.Image, boxes: tuple[Box, ...], full_width: int, full_
     return img
 
 
+def _thumb(img: Image.Image, max_side: int, size: int | None, boxes: tuple[Box, ...]) -> Thumb:
+    width, height = img.size
+    upright = (height, width) if img.getexif().get(0x0112, 1) in _SWAPPED else (width, height)
+    if img.format == "JPEG":
+        img.draft("RGB", (max_side * 2, max_side * 2))
+    img = ImageOps.exif_transpose(img)
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    if boxes:
+        img = _draw_boxes(img, boxes, *upright)
+    buf = io.BytesIO()
+    to_rgb(img).save(buf, "JPEG", quality=_QUALITY, optimize=True)
+    return Thumb(buf.getvalue(), width, height, size)
+
+
 def _render(path: str, max_side: int, boxes: tuple[Box, ...]) -> Thumb:
     size = os.stat(path).st_size
     with open_input_file(path) as handle, Image.open(handle) as img:  # never a FIFO or device
-        width, height = img.size
-        upright = (height, width) if img.getexif().get(0x0112, 1) in _SWAPPED else (width, height)
-        if img.format == "JPEG":
-            img.draft("RGB", (max_side * 2, max_side * 2))
-        img = ImageOps.exif_transpose(img)
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
-        if boxes:
-            img = _draw_boxes(img, boxes, *upright)
-        buf = io.BytesIO()
-        to_rgb(img).save(buf, "JPEG", quality=_QUALITY, optimize=True)
-    return Thumb(buf.getvalue(), width, height, size)
+        return _thumb(img, max_side, size, boxes)
+
+
+_SOURCE_THUMBS: dict[tuple[str, int, tuple[Box, ...]], Thumb] = {}
+_SOURCE_CACHE = 4096
+
+
+def _is_source(name: str) -> bool:
+    """An object, a shard member or a video frame: read through the source layer, not as a local file."""
+    return is_url(name) or (not os.path.lexists(name) and locate(name).kind != "file")
+
+
+def _render_sources(names: list[str], max_side: int, boxes: tuple[Box, ...] = ()) -> None:
+    """Thumbnails of objects, members and frames, made now in one pass per shard or video
+    (credentials from the store's usual environment)."""
+    todo = [n for n in dict.fromkeys(names) if (n, max_side, boxes) not in _SOURCE_THUMBS]
+    for name, img in open_images(todo, SourceSettings()):
+        try:
+            thumb = Thumb(None) if img is None else _thumb(img, max_side, None, boxes)
+        except Exception:  # noqa: BLE001 - any unreadable, truncated or hostile image becomes a placeholder
+            thumb = Thumb(None)
+        _SOURCE_THUMBS[(name, max_side, boxes)] = thumb
+        while len(_SOURCE_THUMBS) > _SOURCE_CACHE:
+            del _SOURCE_THUMBS[next(iter(_SOURCE_THUMBS))]
 
 
 @lru_cache(maxsize=4096)
@@ -88,7 +118,12 @@ def _cached(path: str, mtime_ns: int, size: int, max_side: int, boxes: tuple[Box
 
 def load_thumb(path: str | os.PathLike[str], max_side: int = THUMB_SIDE, boxes: tuple[Box, ...] = ()) -> Thumb:
     """The thumbnail of ``path`` with ``boxes`` outlined, scaled with it (cached per path, modification
-    time, size and boxes); never raises."""
+    time, size and boxes; an object, shard member or video frame per name); never raises."""
+    name, key = os.fspath(path), (os.fspath(path), max_side, tuple(boxes))
+    if _is_source(name):
+        if key not in _SOURCE_THUMBS:
+            _render_sources([name], max_side, tuple(boxes))
+        return _SOURCE_THUMBS.get(key, Thumb(None))
     try:
         st = os.stat(path)
     except OSError:
@@ -104,6 +139,8 @@ def thumbnail_uri(path: str | os.PathLike[str], max_side: int = THUMB_SIDE) -> s
 def prefetch(paths: list[str], max_side: int = THUMB_SIDE, threads: int | None = None) -> None:
     """Render the thumbnails of ``paths`` in parallel (Pillow decodes without holding the GIL)."""
     unique = list(dict.fromkeys(paths))
+    _render_sources([p for p in unique if _is_source(p)], max_side)
+    unique = [p for p in unique if not _is_source(p)]
     if len(unique) > 1:
         with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
             list(pool.map(lambda p: load_thumb(p, max_side), unique))

@@ -19,7 +19,7 @@ import polars as pl
 from PIL import Image
 
 from dup_pipeline.core.errors import ConfigError
-from dup_pipeline.core.inputs import IMAGE_EXTENSIONS, InputSpec, UnusableInput, discover_files
+from dup_pipeline.core.inputs import IMAGE_EXTENSIONS, InputSpec, UnusableInput, discover_files, is_input_file
 from dup_pipeline.core.sources import archives, remote, video
 from dup_pipeline.core.sources.names import (
     frame_name,
@@ -78,11 +78,6 @@ def _is_image(name: str) -> bool:
     return posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def is_media(name: str) -> bool:
-    """An image, a shard or a video, by its name."""
-    return _is_image(name) or is_archive(name) or is_video(name)
-
-
 def _local_stamp(path: str) -> tuple[int, int]:
     try:
         st = os.stat(path)
@@ -109,7 +104,7 @@ def stat_files(names: Sequence[str], settings: SourceSettings) -> list[Entry]:
 def list_prefix(url: str, settings: SourceSettings) -> list[Entry]:
     """The images, shards and videos under a bucket prefix or URL, from the store's listing."""
     return [Entry(o.url, o.size, o.stamp)
-            for o in remote.list_objects(url, settings.storage_options) if is_media(o.url)]
+            for o in remote.list_objects(url, settings.storage_options) if is_input_file(o.url)]
 
 
 def discover(source: InputSpec, settings: SourceSettings,
