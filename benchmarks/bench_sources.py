@@ -97,7 +97,8 @@ def main() -> None:
     args = parser.parse_args()
     paths = generate(args.folder / "images", args.n)
 
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_DEFAULT_REGION="us-east-1")
     import fsspec
     from moto.server import ThreadedMotoServer
 

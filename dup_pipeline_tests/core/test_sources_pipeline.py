@@ -116,7 +116,8 @@ def test_shards_and_videos_folder_end_to_end_with_the_cli(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     manifest = pl.read_parquet(tmp_path / "work" / "manifest.parquet")
     assert manifest.height == IMAGES + 1 + len(SCENES) + 1
-    bad = dict(pl.read_parquet(tmp_path / "work" / "bad_files.parquet").select("filename", "error_code").rows())
+    bad = pl.read_parquet(tmp_path / "work" / "bad_files.parquet").select("filename", "error_code")
+    bad = dict(bad.rows())
     assert bad == {f"{root}/s-000.tar/train/0007.jpg": "corrupt", str(broken): "corrupt"}
     pairs = pl.read_parquet(tmp_path / "work" / "similarity.parquet")
     found = set(zip(pairs["filename_from"], pairs["filename_to"]))
@@ -137,11 +138,13 @@ def test_shards_and_videos_folder_end_to_end_with_the_cli(tmp_path: Path) -> Non
 def test_list_mixing_local_paths_and_urls(endpoint, tmp_path: Path) -> None:
     fs = fsspec.filesystem("s3")
     fs.mkdir("mixed")
-    fs.pipe({"mixed/a.jpg": jpeg_bytes(noise_image(1, (96, 64))), "mixed/b.jpg": jpeg_bytes(noise_image(2, (96, 64)))})
+    fs.pipe({"mixed/a.jpg": jpeg_bytes(noise_image(1, (96, 64))),
+             "mixed/b.jpg": jpeg_bytes(noise_image(2, (96, 64)))})
     (tmp_path / "local.jpg").write_bytes(jpeg_bytes(noise_image(1, (96, 64))))
     listing = tmp_path / "list.txt"
     listing.write_text("local.jpg\ns3://mixed/a.jpg\ns3://mixed/b.jpg\ns3://mixed/gone.jpg\n")
-    summary = run_pipeline(PipelineConfig(str(listing), str(tmp_path / "work"), sources=SourceSettings(video_fps=2)))
+    config = PipelineConfig(str(listing), str(tmp_path / "work"), sources=SourceSettings(video_fps=2))
+    summary = run_pipeline(config)
     assert (summary.files, summary.good, summary.bad_reasons) == (4, 3, {"missing": 1})
     assert summary.exact_duplicate_groups == 1  # local.jpg and s3://mixed/a.jpg have the same bytes
 
