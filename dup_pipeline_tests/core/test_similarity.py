@@ -5,10 +5,10 @@ import polars as pl
 import pytest
 
 import dup_pipeline.core.index as index_module
-import dup_pipeline.core.scan as scan_module
 from dup_pipeline.core.errors import WorkDirError
 from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline.core.similarity import GraphConfig
+from dup_pipeline.core.sources import reading
 from dup_pipeline.core.workdir import WorkDir
 from dup_pipeline_tests.conftest import noise_image, save_image
 
@@ -48,7 +48,8 @@ def test_flat_mode_2_gives_exactly_the_planted_pairs_without_decoding(demo_datas
     def no_decoding(*args, **kwargs):
         raise AssertionError("run mode 2 must not decode images")
 
-    monkeypatch.setattr(scan_module, "decode_image", no_decoding)
+    for name in ("decode_image", "decode_bytes"):  # every decode of the scan goes through the source layer
+        monkeypatch.setattr(reading, name, no_decoding)
     config = PipelineConfig(demo_dataset.images, str(flat_work), graph=GraphConfig(faiss_mode="Flat"))
     summary = run_pipeline(config, run_mode=2)
     pairs = pl.read_parquet(flat_work / "similarity.parquet")
