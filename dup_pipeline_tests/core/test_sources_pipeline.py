@@ -15,7 +15,6 @@ import dagster as dg
 import fsspec
 import polars as pl
 import pytest
-from moto.server import ThreadedMotoServer
 from s3fs import S3FileSystem
 
 from dup_pipeline.core.changes import input_changes
@@ -26,6 +25,7 @@ from dup_pipeline.dagster_defs.definitions import build_definitions
 from dup_pipeline.dagster_defs.resources import DatasetResource
 from dup_pipeline_tests.conftest import jpeg_bytes, noise_image
 from dup_pipeline_tests.core.test_sources import SCENES, write_video
+from dup_pipeline_tests.core.test_sources_remote import local_s3_server
 
 IMAGES = 60
 
@@ -33,20 +33,13 @@ IMAGES = 60
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
     """A real S3 server on localhost, reached through the store's usual environment variables."""
-    with pytest.MonkeyPatch.context() as env:
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            env.setenv(key, "testing")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    with pytest.MonkeyPatch.context() as env, local_s3_server(env) as url:
+        env.setenv("AWS_ENDPOINT_URL", url)
         S3FileSystem.clear_instance_cache()  # a cached client would point at another test's server
         try:
-            yield f"http://{host}:{port}"
+            yield url
         finally:
             S3FileSystem.clear_instance_cache()
-            server.stop()
 
 
 def images() -> dict[str, bytes]:

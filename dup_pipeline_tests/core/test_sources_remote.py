@@ -1,5 +1,6 @@
 """Buckets and URLs as inputs, against real servers: moto's S3 server and a local HTTP server."""
 
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -34,22 +35,27 @@ def blake(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+@contextlib.contextmanager
+def local_s3_server(env: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on localhost with dummy credentials in ``env``; yields its endpoint URL."""
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        env.setenv(key, "testing")
+    env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def s3() -> Iterator[tuple[SourceSettings, fsspec.AbstractFileSystem]]:
     """A real S3 server on localhost; settings whose storage options point s3fs at it."""
-    with pytest.MonkeyPatch.context() as env:
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            env.setenv(key, "testing")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        options = {"s3": {"client_kwargs": {"endpoint_url": f"http://{host}:{port}"}}}
-        fs = fsspec.filesystem("s3", **options["s3"])
-        try:
-            yield SourceSettings(read_concurrency=8, storage_options=options), fs
-        finally:
-            server.stop()
+    with pytest.MonkeyPatch.context() as env, local_s3_server(env) as endpoint:
+        options = {"s3": {"client_kwargs": {"endpoint_url": endpoint}}}
+        yield SourceSettings(read_concurrency=8, storage_options=options), fsspec.filesystem("s3", **options["s3"])
 
 
 @pytest.fixture(scope="module")
