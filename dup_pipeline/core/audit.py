@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import polars as pl
 
 from dup_pipeline.core.atomic import write_json, write_text
-from dup_pipeline.core.workdir import WorkDir
+from dup_pipeline.core.workdir import AUDIT_SUMMARY, WorkDir
 
 KEEP_AUDITS = 30
 CATEGORIES = ("bad_files", "duplicate_pairs", "outliers", "wrong_labels", "leakage_pairs")
@@ -108,8 +108,9 @@ def write_audit_summary(work: WorkDir, now: datetime | None = None) -> AuditSumm
     )
     record = {"when": when, "findings": current, "outlier_cutoff": _outliers(work)[1], "metrics": summary.metrics()}
     write_json(record, work.root / "audits" / f"{when.replace(':', '')}.json")
+    write_text(summary.markdown(), work.root / AUDIT_SUMMARY)
+    # latest.json last: a run killed before it compares with the same previous audit when rerun
     write_json(record, latest)
     for old_record in sorted((work.root / "audits").glob("2*.json"))[:-KEEP_AUDITS]:
         old_record.unlink(missing_ok=True)
-    write_text(summary.markdown(), work.root / "audit_summary.md")
     return summary

@@ -12,11 +12,9 @@ import polars as pl
 
 from dup_pipeline.core.atomic import write_parquet, write_text
 from dup_pipeline.core.manifest import exact_duplicate_groups
-from dup_pipeline.core.workdir import WorkDir
+from dup_pipeline.core.workdir import CLEAN_LIST, CLEAN_PARQUET, DROPPED_PARQUET, WorkDir
 
-CLEAN_PARQUET = "clean_manifest.parquet"
-CLEAN_LIST = "clean_manifest.txt"
-DROPPED_PARQUET = "clean_dropped.parquet"
+__all__ = ["CLEAN_LIST", "CLEAN_PARQUET", "DROPPED_PARQUET", "CleanList", "clean_list", "write_clean_list"]
 
 
 @dataclass(frozen=True)

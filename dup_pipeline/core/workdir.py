@@ -19,7 +19,12 @@ from dup_pipeline.core.errors import WorkDirError
 from dup_pipeline.core.inputs import WORKDIR_MARKER
 from dup_pipeline.core.ranges import OffsetRange
 
-OUTPUT_FOLDERS = ("ranges", "test", "galleries", "report", "audits")
+OUTPUT_FOLDERS = ("ranges", "test", "galleries", "report", "audits", "stages")
+# Files written beside the work_dir's named outputs (the clean list and the audit summary).
+CLEAN_PARQUET = "clean_manifest.parquet"
+CLEAN_LIST = "clean_manifest.txt"
+DROPPED_PARQUET = "clean_dropped.parquet"
+AUDIT_SUMMARY = "audit_summary.md"
 LOCK_NAME = ".dup_pipeline.lock"
 RANGE_LOCKS = ".dup_pipeline_range_locks"
 LOCK_POLL_SECONDS = 0.2
@@ -175,7 +180,8 @@ class WorkDir:
         files = [getattr(self, name) for name, value in vars(WorkDir).items()
                  if isinstance(value, property) and name not in ("marker", "lock_file")]
         folders = [self.root / name for name in OUTPUT_FOLDERS]
-        return files + folders + [self.root / "audit_summary.md"]
+        return files + folders + [self.root / name for name in (CLEAN_PARQUET, CLEAN_LIST, DROPPED_PARQUET,
+                                                                AUDIT_SUMMARY)]
 
     def range_dir(self, offset_range: OffsetRange) -> Path:
         return self.root / "ranges" / offset_range.key

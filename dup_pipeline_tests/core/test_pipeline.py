@@ -124,6 +124,38 @@ def test_audit_new_outliers_are_images_that_became_outliers(tmp_path):
     assert "wrong_labels" not in second.metrics() and second.metrics()["new_outliers"] == 1
 
 
+@pytest.mark.parametrize("kill_at", ["history", "audit_summary.md", "latest.json"])
+def test_an_audit_killed_before_it_commits_reports_the_same_news_when_rerun(tmp_path, monkeypatch, kill_at):
+    from dup_pipeline.core import audit
+    from dup_pipeline.core.atomic import write_parquet
+
+    work = WorkDir(tmp_path)
+    write_parquet(pl.DataFrame({"outlier": [0], "nearest": [9], "distance": [0.2], "filename_outlier": ["a"],
+                                "filename_nearest": ["z"]}), work.outliers_parquet)
+    audit.write_audit_summary(work)
+    write_parquet(pl.DataFrame({"outlier": [0, 1], "nearest": [9, 9], "distance": [0.1, 0.2],
+                                "filename_outlier": ["n", "a"], "filename_nearest": ["z", "z"]}), work.outliers_parquet)
+    writers = {"write_json": audit.write_json, "write_text": audit.write_text}
+
+    def killing(name):
+        def write(obj, path):
+            target = "history" if path.parent.name == "audits" and path.name != "latest.json" else path.name
+            if target == kill_at:
+                raise KeyboardInterrupt("killed")
+            writers[name](obj, path)
+        return write
+
+    for name in writers:
+        monkeypatch.setattr(audit, name, killing(name))
+    with pytest.raises(KeyboardInterrupt):
+        audit.write_audit_summary(work)
+    for name, real in writers.items():
+        monkeypatch.setattr(audit, name, real)
+    rerun = audit.write_audit_summary(work)
+    assert rerun.new["outliers"] == ["n"]
+    assert rerun.markdown() == (tmp_path / "audit_summary.md").read_text()
+
+
 def test_manifest_stage_removes_label_findings_when_labels_are_no_longer_configured(tmp_path):
     from dup_pipeline.core.stages import StageContext, run_stages
 

@@ -113,3 +113,17 @@ def test_num_images_and_overwrite(demo_dataset, tmp_path):
     (tmp_path / "w" / "unrelated.txt").write_text("keep me")
     assert fd.run(num_images=12, overwrite=True, run_stats_only=1) == 0
     assert fd.num_instances(valid_only=False) == 12 and (tmp_path / "w" / "unrelated.txt").exists()
+
+
+def test_overwrite_deletes_stage_states_and_the_clean_list(demo_dataset, tmp_path):
+    fd = fastdup.create(str(tmp_path / "w"), str(demo_dataset.images))
+    assert fd.run(num_images=10, run_stats_only=1) == 0
+    from dup_pipeline.core.clean import write_clean_list
+    from dup_pipeline.core.workdir import WorkDir
+
+    write_clean_list(WorkDir(tmp_path / "w"))
+    stale = [tmp_path / "w" / "clean_manifest.txt", tmp_path / "w" / "stages" / "clean_manifest.json"]
+    (tmp_path / "w" / "stages" / "clean_manifest.json").write_text("{}")
+    assert all(p.exists() for p in stale)
+    assert fd.run(num_images=12, overwrite=True, run_stats_only=1) == 0
+    assert not any(p.exists() for p in stale)
