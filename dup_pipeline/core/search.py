@@ -14,6 +14,7 @@ from dup_pipeline.core.features import load_features
 from dup_pipeline.core.index import apply_params, load_index, search
 from dup_pipeline.core.pipeline import ModelConfig
 from dup_pipeline.core.range_scan import FeatureSettings
+from dup_pipeline.core.rerank import RERANK_FACTOR, needs_rerank, rerank
 from dup_pipeline.core.similarity import GraphConfig
 from dup_pipeline.core.workdir import WorkDir
 
@@ -41,7 +42,12 @@ def embed_image(settings: FeatureSettings, img: Image.Image, name: str = "query"
 
 
 class ImageSearch:
-    """The ``k`` nearest indexed images of a query image, by the similarity of the run's distance."""
+    """The ``k`` nearest indexed images of a query image, by the similarity of the run's distance.
+
+    With an approximate index (IVF, PQ, SQ, PCA...: see :func:`needs_rerank`) ``RERANK_FACTOR`` times as
+    many candidates are re-ranked on the feature matrix, as the similarity stage does, so every
+    similarity is exact.
+    """
 
     def __init__(self, work_dir: str | os.PathLike[str], k: int, model: ModelConfig = ModelConfig(),
                  faiss_param: str = "") -> None:
@@ -52,7 +58,7 @@ class ImageSearch:
             raise WorkDirError(f"{work.root} has no faiss index: run the analysis (run mode 0) there first")
         built = json.loads(work.index_meta.read_text())["tag"]
         graph = GraphConfig(faiss_mode=built["faiss_mode"], distance=built["distance"], faiss_param=faiss_param or "")
-        self.k, self.distance = k, graph.distance
+        self.k, self.distance, self.reranked = k, graph.distance, needs_rerank(graph.faiss_mode)
         self.features = load_features(work)
         self.settings = model.feature_settings()
         if self.settings.embedder.spec.model_id != self.features.model_id:
@@ -66,8 +72,13 @@ class ImageSearch:
         if not len(vectors):
             return pl.DataFrame(schema={"from": pl.String, "to": pl.String, "distance": pl.Float32,
                                         "index": pl.Int64})
-        sims, rows = search(self.index, np.ascontiguousarray(vectors, dtype=np.float32),
-                            min(self.k, self.index.ntotal), self.distance)
+        queries = np.ascontiguousarray(vectors, dtype=np.float32)
+        k = min(self.k, self.index.ntotal)
+        if self.reranked:
+            _, candidates = search(self.index, queries, min(RERANK_FACTOR * k, self.index.ntotal), self.distance)
+            sims, rows = rerank(self.features.matrix, queries, candidates, k, self.distance)
+        else:
+            sims, rows = search(self.index, queries, k, self.distance)
         found = rows >= 0
         table = self.features.index
         query = np.broadcast_to(np.asarray(names, dtype=object)[:, None], rows.shape)[found]
