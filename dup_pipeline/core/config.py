@@ -8,7 +8,7 @@ validates) what the core runs.
 """
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dup_pipeline.core.embed.choice import BUILT_IN_SPECS, auto_model_spec
@@ -16,6 +16,8 @@ from dup_pipeline.core.embed.crop import CropBox
 from dup_pipeline.core.embed.effnet_lite0 import imagenet_class_names
 from dup_pipeline.core.embed.model import (
     DEFAULT_MODEL,
+    DEFAULT_PREPROCESS,
+    PREPROCESS,
     Embedder,
     ModelSpec,
     inspect_model,
@@ -49,10 +51,13 @@ class ModelConfig:
     bounding_box: str | None = None
     batch_size: int = 32
     compute: str = "cpu"
+    preprocess: str = DEFAULT_PREPROCESS
 
     def __post_init__(self) -> None:
         if self.compute not in COMPUTE:
             raise ConfigError(f"compute must be one of {', '.join(COMPUTE)}, got {self.compute!r}")
+        if self.preprocess not in PREPROCESS:
+            raise ConfigError(f"preprocess must be one of {', '.join(PREPROCESS)}, got {self.preprocess!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.bounding_box:
@@ -61,13 +66,16 @@ class ModelConfig:
             object.__setattr__(self, "input_size", parse_input_size(self.input_size))
 
     def spec(self) -> ModelSpec:
-        """The model to run: a built-in name (converted and cached on first use) or an ONNX file."""
+        """The model to run: a built-in name (converted and cached on first use) or an ONNX file, fed
+        as ``preprocess`` says."""
         if self.model_path in BUILT_IN_MODELS:
             if self.output_name or self.normalization or self.input_size:
                 raise ConfigError(f"model_output, normalization and input_size apply to an ONNX model file, not to the "
                                  f"built-in model {self.model_path!r}")
-            return BUILT_IN_MODELS[self.model_path]()
-        return inspect_model(self.model_path, self.output_name, self.normalization or "imagenet", self.input_size)
+            spec = BUILT_IN_MODELS[self.model_path]()
+        else:
+            spec = inspect_model(self.model_path, self.output_name, self.normalization or "imagenet", self.input_size)
+        return replace(spec, preprocess=self.preprocess)
 
     def features_tag(self, decode: DecodeSettings) -> str:
         """What a range's embeddings depend on (to tell stale ranges without loading the model)."""
@@ -148,6 +156,9 @@ class Settings:
                                        "Crop before embedding: 'row_y=,col_x=,height=,width='.")
     batch_size: int = _option(ModelConfig, "batch_size", "Images per model call.")
     compute: str = _option(ModelConfig, "compute", "cpu, or gpu (needs onnxruntime-gpu).", choices=COMPUTE)
+    preprocess: str = _option(ModelConfig, "preprocess", "How images reach the model's input size: crop (scale "
+                              "the shorter side, cut the centre) or squash (resize the whole image, aspect "
+                              "ratio lost; how features before version 4 were made).", choices=PREPROCESS)
     faiss_mode: str = _option(GraphConfig, "faiss_mode", "faiss.index_factory string (Flat = exact), or "
                               "auto: HNSW32 below 50,000 images, else PCA256,IVF<4*sqrt(n)>,Flat "
                               "nprobe=32; approximate modes are re-ranked to exact similarities.",
@@ -197,7 +208,8 @@ class Settings:
             decode=DecodeSettings(max_pixels=self.max_pixels, min_side=self.min_side),
             model=ModelConfig(model_path=self.model_path, output_name=self.model_output,
                               normalization=self.normalization, input_size=self.input_size,
-                              bounding_box=self.bounding_box, batch_size=self.batch_size, compute=self.compute),
+                              bounding_box=self.bounding_box, batch_size=self.batch_size, compute=self.compute,
+                              preprocess=self.preprocess),
             graph=GraphConfig(faiss_mode=self.faiss_mode, faiss_param=self.faiss_param, distance=self.distance,
                               nearest_neighbors_k=self.nearest_neighbors_k, threshold=self.threshold,
                               ccthreshold=self.ccthreshold, lower_threshold=self.lower_threshold,

@@ -45,7 +45,7 @@ from dup_pipeline.core.sources.catalog import SourceSettings
 from dup_pipeline.core.workdir import WorkDir, holding_range_lock
 
 SCAN_VERSION = "4"
-FEATURES_VERSION = "3"
+FEATURES_VERSION = "4"  # 4: centre-crop preprocessing (ModelSpec.preprocess)
 PRODUCTS = ("scan", "features")
 T = TypeVar("T")
 ROW_KEY = ("index", "path", "size", "mtime_ns", "content_hash", "missing")

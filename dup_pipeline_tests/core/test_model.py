@@ -1,13 +1,17 @@
 """ONNX models that are unusual but valid work; broken ones fail early with a message naming the problem."""
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from PIL import Image
 
 from dup_pipeline.core.embed import effnet_lite0
 from dup_pipeline.core.embed.model import Embedder, inspect_model
-from dup_pipeline.core.errors import ModelError
+from dup_pipeline.core.config import Settings
+from dup_pipeline.core.errors import ConfigError, ModelError
 from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, run_pipeline
 from dup_pipeline.fastdup_compat.params import translate
 from dup_pipeline_tests.conftest import noise_image, save_image
@@ -121,3 +125,27 @@ def test_prepared_inputs_are_8_bit_and_normalized_by_run(tmp_path) -> None:
     expected = (prepared.reshape(-1, 3).astype(np.float64).mean(axis=0) - [10, 20, 30]) / [2, 4, 8]
     vectors, _ = embedder.run([prepared])
     np.testing.assert_allclose(vectors[0], expected / np.linalg.norm(expected), rtol=1e-5)
+
+
+def test_preprocess_crop_keeps_the_centre_squash_the_whole_image(tmp_path) -> None:
+    _model(tmp_path / "tiny.onnx")
+    spec = inspect_model(tmp_path / "tiny.onnx", normalization="raw")
+    wide = np.zeros((16, 64, 3), dtype=np.uint8)
+    wide[:, 24:40] = 200  # a bright centre between black ends
+    image = Image.fromarray(wide)
+    cropped = Embedder(spec).prepare(image)
+    squashed = Embedder(replace(spec, preprocess="squash")).prepare(image)
+    assert cropped.shape == squashed.shape == (16, 16, 3)
+    assert cropped.min() == 200  # only the centre is fed
+    assert squashed[:, 0].max() == 0 and squashed[:, 8].min() == 200  # the ends are kept, squeezed
+    assert spec.preprocess == "crop" and spec.model_id != replace(spec, preprocess="squash").model_id
+
+
+def test_preprocess_setting_reaches_the_spec_and_is_checked(tmp_path) -> None:
+    _model(tmp_path / "tiny.onnx")
+    config = ModelConfig(model_path=str(tmp_path / "tiny.onnx"), normalization="raw", preprocess="squash")
+    assert config.spec().preprocess == "squash"
+    with pytest.raises(ConfigError, match="preprocess must be one of crop, squash, got 'pad'"):
+        Settings(preprocess="pad")
+    with pytest.raises(ConfigError, match="preprocess must be one of crop, squash, got 'pad'"):
+        ModelConfig(preprocess="pad")

@@ -51,7 +51,7 @@ from dup_pipeline.core.embed.model import (
 from dup_pipeline.core.embed.quantized import _dead_leaves, _pink_noise, int8_model_name, int8_model_spec
 from dup_pipeline.core.errors import ModelError
 
-CHOICE_VERSION = 1  # bump when the probe images, measures or thresholds change
+CHOICE_VERSION = 2  # bump when the probe images, preprocessing, measures or thresholds change (2: centre crop)
 MIN_COSINE_MIN = 0.96
 MIN_COSINE_MEAN = 0.98
 MAX_COPY_SHIFT = 0.03

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
+from PIL import Image, ImageOps
 
 from dup_pipeline.core.embed import effnet_lite0
 from dup_pipeline.core.errors import ConfigError, ModelError
@@ -25,6 +25,11 @@ FP32_MODEL = "efficientnet_lite0"
 INT8_MODEL = "efficientnet_lite0_int8"  # 7-bit weights: exact on every x86 CPU
 INT8_FULL_MODEL = "efficientnet_lite0_int8_full"  # 8-bit weights: exact with int8 dot products (VNNI)
 BUILT_IN_NAMES = (AUTO_MODEL, FP32_MODEL, INT8_MODEL, INT8_FULL_MODEL)
+# How an image becomes the model's input size: "crop" scales its shorter side to the input and cuts
+# the centre (copies and look-alikes separate better on real photographs, docs/calibration.md);
+# "squash" resizes the whole image to the input, ignoring its aspect ratio.
+PREPROCESS = ("crop", "squash")
+DEFAULT_PREPROCESS = "crop"
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     # name: (mean, std) applied to 0..255 pixel values: (x - mean) / std
     "efficientnet": ((127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
@@ -51,6 +56,7 @@ class ModelSpec:
     std: tuple[float, float, float]
     class_output: str | None = None
     batch: int | None = None  # the graph's fixed batch size; None: any
+    preprocess: str = DEFAULT_PREPROCESS  # one of PREPROCESS
     description: str = field(default="", compare=False)  # which model and why, for summaries
 
     @property
@@ -65,7 +71,8 @@ class ModelSpec:
         with open(self.path, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
-        fields = (self.input_name, self.layout, self.height, self.width, self.output_name, self.mean, self.std)
+        fields = (self.input_name, self.layout, self.height, self.width, self.output_name, self.mean, self.std,
+                  self.preprocess)
         digest.update(repr(fields).encode())
         return f"{Path(self.path).stem}-{digest.hexdigest()}"
 
@@ -199,9 +206,14 @@ class Embedder:
         self._inv_std = 1.0 / np.asarray(spec.std, dtype=np.float32)
 
     def prepare(self, rgb: Image.Image) -> np.ndarray:
-        """One image resized to the model's size: HWC uint8 (thread-safe). Kept as 8-bit pixels (a
-        quarter of float32's bytes) while it waits for the model; :meth:`run` normalizes the batch."""
-        resized = rgb.resize((self.spec.width, self.spec.height), Image.Resampling.BILINEAR)
+        """One image brought to the model's size as ``spec.preprocess`` says: HWC uint8 (thread-safe).
+        Kept as 8-bit pixels (a quarter of float32's bytes) while it waits for the model; :meth:`run`
+        normalizes the batch."""
+        size = (self.spec.width, self.spec.height)
+        if self.spec.preprocess == "crop":
+            resized = ImageOps.fit(rgb, size, Image.Resampling.BILINEAR)
+        else:
+            resized = rgb.resize(size, Image.Resampling.BILINEAR)
         return np.asarray(resized, dtype=np.uint8)
 
     def _run(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
