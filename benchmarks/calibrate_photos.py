@@ -1,7 +1,8 @@
 """Calibrate the similarity thresholds on real photographs with planted copies.
 
-    python benchmarks/calibrate_photos.py [--model efficientnet_lite0] [--root DIR] [--out docs/calibration.md]
-                                          [--no-variants] [--fastdup-python /work/fastdup_venv/bin/python]
+    python benchmarks/calibrate_photos.py [--model auto] [--preprocess crop] [--root DIR]
+                                          [--out docs/calibration.md] [--no-variants]
+                                          [--fastdup-python /work/fastdup_venv/bin/python]
 
 The photographs come from packages (photographs only, no drawings): scikit-image's data,
 scikit-learn's sample images, and the Debian wallpaper packages lomiri-wallpapers-16.04,
@@ -17,8 +18,8 @@ prints and writes (markdown) per transform the lowest / 10th percentile / median
 copy to its original, the hard negatives' similarities, and per candidate threshold the pair
 precision and the share of images whose copy is found, both from the pipeline's own kNN pairs
 (``similarity.parquet``) and for components. Unless ``--no-variants``, it also embeds the same
-files with other preprocessing choices (resampling filter, aspect-preserving pad or centre crop,
-full-resolution decoding, mirror averaging) to see which narrows the gap between copies and
+files with other preprocessing choices (squash or centre crop, crop fraction, resampling filter,
+aspect-preserving pad, full-resolution decoding, mirror averaging) to see which narrows the gap between copies and
 look-alikes. With ``--fastdup-python`` (the python of a separate venv with fastdup), fastdup runs
 on the same files at its defaults (``fastdup_peer.py``) and its ``similarity.csv`` is scored alike.
 """
@@ -262,15 +263,17 @@ def _prepare_variants(embedder: Embedder) -> dict[str, Callable[[str], list[np.n
     def pad(img: Image.Image) -> np.ndarray:
         return embedder.prepare(ImageOps.pad(img, size, Image.Resampling.BILINEAR, color=(127, 127, 127)))
 
-    def centre(img: Image.Image) -> np.ndarray:
-        return embedder.prepare(ImageOps.fit(img, size, Image.Resampling.BILINEAR))
+    def centre(img: Image.Image, bleed: float = 0.0) -> np.ndarray:
+        return embedder.prepare(ImageOps.fit(img, size, Image.Resampling.BILINEAR, bleed=bleed))
 
     return {
-        "squash, bilinear (current)": lambda p: [squash(reduced(p))],
+        "squash, bilinear (before features version 4)": lambda p: [squash(reduced(p))],
         "squash, bicubic": lambda p: [squash(reduced(p), Image.Resampling.BICUBIC)],
         "squash, full-resolution decode": lambda p: [squash(decode_image(p, work_side=1 << 20).image)],
         "aspect-preserving pad": lambda p: [pad(reduced(p))],
-        "centre crop": lambda p: [centre(reduced(p))],
+        "centre crop, whole shorter side (preprocess=crop)": lambda p: [centre(reduced(p))],
+        "centre crop, central 87.5% (ImageNet eval style)": lambda p: [centre(reduced(p), 0.0625)],
+        "centre crop, full-resolution decode": lambda p: [centre(decode_image(p, work_side=1 << 20).image)],
         "squash + mirror average": lambda p: [squash(r := reduced(p)), squash(ImageOps.mirror(r))],
         "pad + mirror average": lambda p: [pad(r := reduced(p)), pad(ImageOps.mirror(r))],
     }
@@ -315,7 +318,8 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "calibrate_photos")
     parser.add_argument("--out", type=Path, default=Path("docs/calibration.md"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default="efficientnet_lite0", help="model_path of the pipeline run")
+    parser.add_argument("--model", default="auto", help="model_path of the pipeline run")
+    parser.add_argument("--preprocess", default="crop", help="preprocess of the pipeline run (crop or squash)")
     parser.add_argument("--no-variants", action="store_true", help="skip the preprocessing comparison")
     parser.add_argument("--fastdup-python", help="python of a separate venv with fastdup: score fastdup alike")
     args = parser.parse_args()
@@ -328,7 +332,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     # List every pair down to the lowest candidate so the sweep sees what each threshold would list.
     graph = GraphConfig(threshold=THRESHOLDS[0], ccthreshold=THRESHOLDS[0])
-    model = ModelConfig(model_path=args.model)
+    model = ModelConfig(model_path=args.model, preprocess=args.preprocess)
     run_pipeline(PipelineConfig(str(images), str(work), graph=graph, model=model, report=False))
     wd = WorkDir(work)
     manifest = pl.read_parquet(wd.manifest).select("index", "path")
@@ -358,7 +362,8 @@ def main() -> None:
     report = ["# Calibration on real photographs\n",
               f"Built by `python benchmarks/calibrate_photos.py` (seed {args.seed}): {len(sources)} photographs "
               f"({', '.join(sorted({s.split('-')[0] for s in sources}))}), {files.height} images with the "
-              f"planted copies; model `{args.model}`, default pipeline otherwise (HNSW32, k=10).\n",
+              f"planted copies; model `{model.spec().label}`, preprocess `{args.preprocess}`, default pipeline "
+              "otherwise (HNSW32, k=10).\n",
               "## Similarity of a copy to its original\n", _md(copies),
               "\n## Hard negatives: different photographs of one subject\n", _md(hard),
               f"\nAll pairs of different photographs (the stereo pair left out): highest {negatives.max():.3f}, "
