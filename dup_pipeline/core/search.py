@@ -57,7 +57,8 @@ class ImageSearch:
         if not (work.faiss_index.exists() and work.features_meta.exists() and work.index_meta.exists()):
             raise WorkDirError(f"{work.root} has no faiss index: run the analysis (run mode 0) there first")
         built = json.loads(work.index_meta.read_text())["tag"]
-        graph = GraphConfig(faiss_mode=built["faiss_mode"], distance=built["distance"], faiss_param=faiss_param or "")
+        graph = GraphConfig(faiss_mode=built["faiss_mode"], distance=built["distance"],
+                            faiss_param=faiss_param or "")
         self.k, self.distance, self.reranked = k, graph.distance, needs_rerank(graph.faiss_mode)
         self.features = load_features(work)
         self.settings = model.feature_settings()
@@ -75,7 +76,8 @@ class ImageSearch:
         queries = np.ascontiguousarray(vectors, dtype=np.float32)
         k = min(self.k, self.index.ntotal)
         if self.reranked:
-            _, candidates = search(self.index, queries, min(RERANK_FACTOR * k, self.index.ntotal), self.distance)
+            wide = min(RERANK_FACTOR * k, self.index.ntotal)
+            _, candidates = search(self.index, queries, wide, self.distance)
             sims, rows = rerank(self.features.matrix, queries, candidates, k, self.distance)
         else:
             sims, rows = search(self.index, queries, k, self.distance)

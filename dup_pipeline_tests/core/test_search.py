@@ -36,12 +36,13 @@ def test_search_on_an_approximate_index_lists_the_exact_nearest_with_exact_simil
     shutil.copytree(demo_run.work_dir, work)
     run_pipeline(PipelineConfig(demo_dataset.images, str(work),
                                 graph=GraphConfig(faiss_mode=mode, faiss_param="nprobe=1")), run_mode=2)
-    searcher = ImageSearch(work, K, faiss_param="nprobe=4")  # every list probed: only the scores are approximate
+    searcher = ImageSearch(work, K, faiss_param="nprobe=4")  # all lists probed: only the scores are approximate
     matrix = np.asarray(searcher.features.matrix)
     row_of = {int(m): r for r, m in enumerate(searcher.features.index["index"])}
     names = list(searcher.features.index["filename"])
     noise = 0.005 * np.random.default_rng(0).standard_normal(matrix.shape)
-    queries = (matrix / np.linalg.norm(matrix, axis=1, keepdims=True) + noise).astype(np.float32)  # cosine ~0.98
+    # near each image (cosine ~0.98), not in the index
+    queries = (matrix / np.linalg.norm(matrix, axis=1, keepdims=True) + noise).astype(np.float32)
     cosine, best = exact_top(matrix, queries, K)
 
     plain, _ = search(searcher.index, queries, K)  # the index alone
