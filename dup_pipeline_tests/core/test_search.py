@@ -36,7 +36,7 @@ def test_search_on_an_approximate_index_lists_the_exact_nearest_with_exact_simil
     shutil.copytree(demo_run.work_dir, work)
     run_pipeline(PipelineConfig(demo_dataset.images, str(work),
                                 graph=GraphConfig(faiss_mode=mode, faiss_param="nprobe=1")), run_mode=2)
-    searcher = ImageSearch(work, K, faiss_param="nprobe=4")  # all lists probed: only the scores are approximate
+    searcher = ImageSearch(work, K, faiss_param="nprobe=4")  # all lists: only scores approximate
     matrix = np.asarray(searcher.features.matrix)
     row_of = {int(m): r for r, m in enumerate(searcher.features.index["index"])}
     names = list(searcher.features.index["filename"])
