@@ -89,7 +89,8 @@ def build_new_images_sensor(dataset: str) -> dg.SensorDefinition:
         if not changes.any or not keys:
             return dg.SkipReason("no new, changed or removed images")
         existing = context.instance.get_dynamic_partitions(partitions.name)
-        new, stale = [k for k in keys if k not in existing], [k for k in existing if k not in keys]
+        known, wanted = set(existing), set(keys)  # membership in sets: thousands of partitions in one tick
+        new, stale = [k for k in keys if k not in known], [k for k in existing if k not in wanted]
         requests = [partitions.build_delete_request(stale)] if stale else []
         requests += [partitions.build_add_request(new)] if new else []
         return dg.SensorResult(
