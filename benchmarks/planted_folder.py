@@ -1,10 +1,10 @@
 """A realistic image folder with planted problems and its ground truth, for end-to-end benchmarks.
 
-    python benchmarks/planted_folder.py ROOT --n 500 [--workers N]
+    python benchmarks/planted_folder.py ROOT --n 500 [--profile mixed|small] [--seed S] [--offset K] [--workers N]
 
 Writes ``ROOT/images/`` (nested folders), ``ROOT/labels.csv`` (``filename,label``) and
-``ROOT/truth.json``; deterministic for a given ``n`` and ``seed`` (each image has its own random stream) (a ``.complete-<n>-<seed>``
-marker lets a rerun skip the generation). About ``n`` files:
+``ROOT/truth.json``; deterministic for a given ``n``, ``seed``, ``profile`` and ``offset`` (each image has its
+own random stream; a ``.complete-…`` marker lets a rerun skip the generation). About ``n`` files:
 
 - unique images: 40% crops of real photos from scikit-image's data (astronaut, coffee, rocket, …:
   a random crop of one photo, flipped and colour-shifted, with a patch of a second photo and a few
@@ -12,6 +12,8 @@ marker lets a rerun skip the generation). About ``n`` files:
   ``triangles`` classes (``dup_pipeline.core.demo.draw_class_image``); label = source photo or class;
 - sizes: 30% camera-size JPEGs (1280x960 to 2048x1536), 55% small JPEG photos (320x240 to
   640x480), 15% PNGs; folders ``camera/<batch>/``, ``phone/<album>/<day>/``, ``scans/<box>/``;
+  ``--profile small``: no camera-size files (80% small JPEGs, 20% PNGs, all <= 640 px), for runs of 100k
+  files and more (camera-size files at 100k take hours to decode and ~20 GB);
 - 2% exact (byte-identical) copies and 4% near copies (resized + recompressed, brighter, 3%
   crop, or re-encoded in the other format) of unique images, in ``backup/…`` or beside their source;
 - outliers: up to 12 images unlike the rest, each of a different kind (noise, rings, a text page,
@@ -21,6 +23,10 @@ marker lets a rerun skip the generation). About ``n`` files:
 
 ``truth.json``: ``groups`` (each a source and its copies: exact and near), ``outliers``,
 ``bad_files`` (path → reason), ``wrong_labels`` (path → given/true), all relative to ``images/``.
+
+``--offset K`` (with another ``--seed``) writes an addition to a folder generated with offset 0: its
+images are numbered from ``K`` (``img_<K+i>``, ``broken_<K+b>``), so the two folders merge without a
+name clash, and it has no outliers (the base folder has one of each kind; a second would be its copy).
 """
 
 from __future__ import annotations
@@ -104,9 +110,9 @@ def _outlier(kind: str, rng: np.random.Generator, size: tuple[int, int]) -> Imag
     return _skimage(kind).resize(size, Image.Resampling.BILINEAR)
 
 
-def _encode(img: Image.Image, fmt: str, quality: int = 88) -> bytes:
+def _encode(img: Image.Image, fmt: str, quality: int = 88, png_level: int = 6) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    img.save(buf, fmt, **({"quality": quality} if fmt == "JPEG" else {"compress_level": png_level}))
     return buf.getvalue()
 
 
@@ -149,21 +155,27 @@ def _write(images: Path, rel: str, data: bytes) -> str:
     return rel
 
 
-def _unique(images: Path, seed: int, i: int) -> tuple[str, str]:
+KIND_SHARES = {"mixed": (0.30, 0.55, 0.15), "small": (0.0, 0.80, 0.20)}  # camera, small JPEG, PNG
+# Scenes are drawn on this canvas and resized; "small" draws at a quarter of the pixels (4x cheaper at 100k).
+SCENE_CANVAS = {"mixed": (640, 480), "small": (320, 240)}
+PNG_LEVEL = {"mixed": 6, "small": 1}  # zlib level of unique PNGs; level 1 encodes several times faster
+
+
+def _unique(images: Path, seed: int, profile: str, i: int) -> tuple[str, str]:
     """Unique image ``i`` (its own random stream, so workers in any order give the same folder)."""
     if not _SEEDS:
         _SEEDS.update((name, _skimage(name)) for name in PHOTO_SEEDS)
     rng = np.random.default_rng([seed, i])
-    kind = ("camera", "small", "png")[int(rng.choice(3, p=(0.30, 0.55, 0.15)))]
+    kind = ("camera", "small", "png")[int(rng.choice(3, p=KIND_SHARES[profile]))]
     size = CAMERA_SIZES[i % 3] if kind == "camera" else SMALL_SIZES[i % 4]
     if rng.random() < 0.4:
         img, label = _photo(_SEEDS, rng, size)
     else:
         label = SCENE_CLASSES[i % len(SCENE_CLASSES)]
-        img = draw_class_image(label, rng, (640, 480)).resize(size, Image.Resampling.BILINEAR)
+        img = draw_class_image(label, rng, SCENE_CANVAS[profile]).resize(size, Image.Resampling.BILINEAR)
     fmt = "PNG" if kind == "png" else "JPEG"
     rel = f"{_folder(rng, kind)}/img_{i:07d}.{'png' if fmt == 'PNG' else 'jpg'}"
-    return _write(images, rel, _encode(img, fmt)), label
+    return _write(images, rel, _encode(img, fmt, png_level=PNG_LEVEL[profile])), label
 
 
 def _copy(images: Path, j: int, rel: str, exact: bool) -> str:
@@ -179,23 +191,28 @@ def _copy(images: Path, j: int, rel: str, exact: bool) -> str:
     return _write(images, f"{where}/{Path(rel).stem}_{kind}.{ext}", _encode(near, near_fmt, quality=85))
 
 
-def generate(root: Path, n: int, seed: int = 0, workers: int | None = None) -> dict:
+def generate(root: Path, n: int, seed: int = 0, workers: int | None = None, profile: str = "mixed",
+             offset: int = 0) -> dict:
     """Write the folder under ``root`` (see the module docstring) with ``workers`` processes
     (default: every core) and return the truth."""
-    marker = root / f".complete-{n}-{seed}"
+    if profile not in KIND_SHARES:
+        raise ValueError(f"profile must be one of {sorted(KIND_SHARES)}, not {profile!r}")
+    marker = root / (f".complete-{n}-{seed}" + ("" if profile == "mixed" and not offset else f"-{profile}-{offset}"))
     if marker.exists():
         return json.loads((root / "truth.json").read_text())
     shutil.rmtree(root, ignore_errors=True)
     images = root / "images"
     rng = np.random.default_rng(seed)
     n_bad = max(4, n // 200)
-    n_outliers = min(len(OUTLIER_KINDS), max(4, n // 100))
+    n_outliers = 0 if offset else min(len(OUTLIER_KINDS), max(4, n // 100))
     n_exact, n_near = max(2, n // 50), max(4, n // 25)
     n_unique = n - n_bad - n_outliers - n_exact - n_near
-    truth: dict = {"n": n, "seed": seed, "groups": [], "outliers": [], "bad_files": {}, "wrong_labels": {}}
+    truth: dict = {"n": n, "seed": seed, "profile": profile, "offset": offset, "groups": [], "outliers": [],
+                   "bad_files": {}, "wrong_labels": {}}
     chunk = max(1, min(256, n_unique // (4 * (workers or os.cpu_count() or 1))))
     with ProcessPoolExecutor(workers) as pool:
-        uniques = list(pool.map(_unique, repeat(images), repeat(seed), range(n_unique), chunksize=chunk))
+        uniques = list(pool.map(_unique, repeat(images), repeat(seed), repeat(profile),
+                                range(offset, offset + n_unique), chunksize=chunk))
         labels = dict(uniques)
         sources = [uniques[int(u)][0] for u in rng.choice(n_unique, size=n_exact + n_near, replace=False)]
         copies = pool.map(_copy, repeat(images), range(len(sources)), sources,
@@ -210,7 +227,7 @@ def generate(root: Path, n: int, seed: int = 0, workers: int | None = None) -> d
     for b in range(n_bad):
         kind = BAD_KINDS[b % len(BAD_KINDS)]
         data, ext = _bad_file(kind, rng)
-        truth["bad_files"][_write(images, f"phone/album_{b % 6}/broken_{b:05d}{ext}", data)] = kind
+        truth["bad_files"][_write(images, f"phone/album_{b % 6}/broken_{offset + b:05d}{ext}", data)] = kind
     in_groups = set(sources)
     candidates = [rel for rel, _ in uniques if rel not in in_groups]
     all_labels = sorted(set(labels.values()))
@@ -232,8 +249,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    parser.add_argument("--profile", choices=sorted(KIND_SHARES), default="mixed",
+                        help="mixed: 30%% camera-size JPEGs; small: every file <= 640 px")
+    parser.add_argument("--offset", type=int, default=0, help="first image number of an addition (no outliers)")
     args = parser.parse_args()
-    truth = generate(args.root, args.n, args.seed, args.workers)
+    truth = generate(args.root, args.n, args.seed, args.workers, args.profile, args.offset)
     print(json.dumps({k: len(v) if isinstance(v, (list, dict)) else v for k, v in truth.items()}))
 
 
