@@ -1,7 +1,8 @@
 """1,000 offset-range partitions (1,000 files, range_size 1): the new-images sensor and the UI.
 
 The sensor is evaluated as the daemon evaluates it (``evaluate_tick``), and the partitions are read
-back the way the UI reads them: GraphQL queries to a real ``dagster-webserver`` over the workspace.
+back the way the UI reads them: GraphQL queries to a real ``dagster-webserver`` over the workspace,
+then the asset's Partitions tab in headless Chromium.
 Evaluation and query times are printed (``-s``), not asserted: the machine is shared.
 """
 
@@ -23,7 +24,7 @@ from dup_pipeline.dagster_defs.automation import RANGE_END, RANGE_START
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.definitions import build_definitions
 from dup_pipeline_tests.dagster_defs.test_automation import scratch_dagster_home, write_datasets_yaml
-from dup_pipeline_tests.dagster_defs.test_ui import _free_port, _wait_for
+from dup_pipeline_tests.dagster_defs.test_ui import CHROMIUM, _free_port, _wait_for
 
 pytestmark = pytest.mark.slow  # a webserver start and a scan of 50 ranges: ~1 min on a loaded machine
 REPO = Path(__file__).resolve().parents[2]
@@ -150,6 +151,22 @@ def test_webserver_lists_1000_partitions_and_their_status(big, tmp_path, monkeyp
         _query_the_webserver(home, tmp_path)
 
 
+def _partitions_page(port: int) -> None:
+    """The asset's Partitions tab in headless Chromium lists the 1,000 partitions with their status."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="GraphQL checked; the page check needs it")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        page = browser.new_page()
+        start = time.perf_counter()
+        page.goto(f"http://127.0.0.1:{port}/assets/big/features?view=partitions", wait_until="networkidle")
+        page.get_by_text("1,000 Partitions Selected").first.wait_for(timeout=60_000)
+        text = page.inner_text("body")
+        assert f"Materialized ({MATERIALIZED})" in text and f"Missing ({FILES - MATERIALIZED})" in text
+        assert "0-0" in text and "Failed (0)" in text
+        print(f"partitions page shown in {time.perf_counter() - start:.1f} s")
+        browser.close()
+
+
 def _query_the_webserver(home: Path, tmp_path: Path) -> None:
     port = _free_port()
     log = tmp_path / "webserver.log"
@@ -184,6 +201,9 @@ def _query_the_webserver(home: Path, tmp_path: Path) -> None:
         _, again = graphql(port, QUERY, variables)
         print(f"\nwebserver: code location loaded and answered after {loaded:.1f} s; "
               f"partition keys + statuses of 1,000 partitions: {seconds:.2f} s, again {again:.2f} s")
+        if not CHROMIUM.exists():
+            pytest.skip(f"GraphQL checked; the page check needs {CHROMIUM} (apt-get install -y chromium)")
+        _partitions_page(port)
     finally:
         server.terminate()
         server.wait(30)
