@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -250,8 +251,8 @@ def best_threshold(table: pl.DataFrame, precision: float = 0.98) -> dict:
 
 
 def _prepare_variants(embedder: Embedder) -> dict[str, Callable[[str], list[np.ndarray]]]:
-    """Each variant makes model-sized images; ``embedder.prepare`` turns them into model input as the
-    pipeline does (its own resize is then a no-op)."""
+    """Each variant makes model-sized images; ``embedder`` (preprocess=squash) turns them into model
+    input as the pipeline does (its own resize is then a no-op)."""
     size = (embedder.spec.width, embedder.spec.height)
 
     def reduced(path: str) -> Image.Image:
@@ -271,9 +272,10 @@ def _prepare_variants(embedder: Embedder) -> dict[str, Callable[[str], list[np.n
         "squash, bicubic": lambda p: [squash(reduced(p), Image.Resampling.BICUBIC)],
         "squash, full-resolution decode": lambda p: [squash(decode_image(p, work_side=1 << 20).image)],
         "aspect-preserving pad": lambda p: [pad(reduced(p))],
-        "centre crop, whole shorter side (preprocess=crop)": lambda p: [centre(reduced(p))],
-        "centre crop, central 87.5% (ImageNet eval style)": lambda p: [centre(reduced(p), 0.0625)],
-        "centre crop, full-resolution decode": lambda p: [centre(decode_image(p, work_side=1 << 20).image)],
+        "centre crop, whole shorter side": lambda p: [centre(reduced(p))],
+        "centre crop, central 87.5% (preprocess=crop)": lambda p: [centre(reduced(p), 0.0625)],
+        "centre crop 87.5%, full-resolution decode": lambda p: [centre(decode_image(p, work_side=1 << 20).image,
+                                                                        0.0625)],
         "squash + mirror average": lambda p: [squash(r := reduced(p)), squash(ImageOps.mirror(r))],
         "pad + mirror average": lambda p: [pad(r := reduced(p)), pad(ImageOps.mirror(r))],
     }
@@ -386,7 +388,7 @@ def main() -> None:
                    _md(peer.filter(pl.col("threshold") == 0.9))]
 
     if not args.no_variants:
-        embedder = Embedder(model.spec())
+        embedder = Embedder(replace(model.spec(), preprocess="squash"))
         paths = files["path"].to_list()
         rows = []
         for name, prepare in _prepare_variants(embedder).items():

@@ -25,11 +25,13 @@ FP32_MODEL = "efficientnet_lite0"
 INT8_MODEL = "efficientnet_lite0_int8"  # 7-bit weights: exact on every x86 CPU
 INT8_FULL_MODEL = "efficientnet_lite0_int8_full"  # 8-bit weights: exact with int8 dot products (VNNI)
 BUILT_IN_NAMES = (AUTO_MODEL, FP32_MODEL, INT8_MODEL, INT8_FULL_MODEL)
-# How an image becomes the model's input size: "crop" scales its shorter side to the input and cuts
-# the centre (copies and look-alikes separate better on real photographs, docs/calibration.md);
-# "squash" resizes the whole image to the input, ignoring its aspect ratio.
+# How an image becomes the model's input size: "crop" feeds the central 87.5% of its centred square-
+# aspect window (the ImageNet evaluation crop: shorter side to input/0.875, centre cut), which keeps
+# copies (rotated corners, banners, resizes) and look-alikes further apart on real photographs
+# (docs/calibration.md); "squash" resizes the whole image to the input, ignoring its aspect ratio.
 PREPROCESS = ("crop", "squash")
 DEFAULT_PREPROCESS = "crop"
+CROP_FRACTION = 0.875
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     # name: (mean, std) applied to 0..255 pixel values: (x - mean) / std
     "efficientnet": ((127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
@@ -211,7 +213,7 @@ class Embedder:
         normalizes the batch."""
         size = (self.spec.width, self.spec.height)
         if self.spec.preprocess == "crop":
-            resized = ImageOps.fit(rgb, size, Image.Resampling.BILINEAR)
+            resized = ImageOps.fit(rgb, size, Image.Resampling.BILINEAR, bleed=(1 - CROP_FRACTION) / 2)
         else:
             resized = rgb.resize(size, Image.Resampling.BILINEAR)
         return np.asarray(resized, dtype=np.uint8)
