@@ -81,8 +81,9 @@ def _photo(seeds: dict[str, Image.Image], rng: np.random.Generator, size: tuple[
     img = src.crop((x, y, x + cw, y + ch)).resize(size, Image.Resampling.BILINEAR)
     if rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    gains = rng.uniform(0.8, 1.2, 3)
-    img = Image.fromarray(np.clip(np.asarray(img, np.float32) * gains, 0, 255).astype(np.uint8))
+    gains = rng.uniform(0.8, 1.2, 3)  # per channel, as a lookup table (same pixels as float math, 20x cheaper)
+    img = img.point(np.clip(np.arange(256, dtype=np.float32)[None, :] * gains[:, None], 0, 255)
+                    .astype(np.uint8).ravel().tolist())
     img = ImageEnhance.Contrast(img).enhance(float(rng.uniform(0.8, 1.25)))
     other = seeds[PHOTO_SEEDS[int(rng.integers(len(PHOTO_SEEDS)))]]
     qw, qh = other.size[0] // 3, other.size[1] // 3
@@ -156,8 +157,8 @@ def _write(images: Path, rel: str, data: bytes) -> str:
 
 
 KIND_SHARES = {"mixed": (0.30, 0.55, 0.15), "small": (0.0, 0.80, 0.20)}  # camera, small JPEG, PNG
-# Scenes are drawn on this canvas and resized; "small" draws at a quarter of the pixels (4x cheaper at 100k).
-SCENE_CANVAS = {"mixed": (640, 480), "small": (320, 240)}
+# Scenes are drawn on this canvas and resized; "small" draws at 1/16 of the pixels (~5x cheaper at 100k).
+SCENE_CANVAS = {"mixed": (640, 480), "small": (160, 120)}
 PNG_LEVEL = {"mixed": 6, "small": 1}  # zlib level of unique PNGs; level 1 encodes several times faster
 
 
