@@ -3,7 +3,11 @@
 ``features.dat`` is raw float32, one L2-normalized row per good image in manifest order;
 ``features.dat.csv`` (``index,filename``) names the image of each row; ``features.json`` holds
 the dimension, the row count, the model's id and which model ran and why (``model``, e.g.
-``efficientnet_lite0_int8_full (auto: agreement 0.993 (min 0.988), 1.71x)``). The matrix is always
+``efficientnet_lite0_int8_full (auto: agreement 0.993 (min 0.988), 1.71x)``) and, per offset range,
+its rows and their digest (``ranges``): the commit marker of ``features.dat``, written last. A rerun
+overwrites ``features.dat`` in place from the first changed range on (images added to the last range
+append), so the index, the neighbour search and the fastdup facade's hard link ``atrain_features.dat``
+(the same file) see the earlier rows unchanged; see :func:`assemble_features`. The matrix is always
 read memory-mapped.
 """
 
@@ -18,9 +22,16 @@ import polars as pl
 
 from dup_pipeline.core.atomic import atomic_path, write_csv, write_json, write_parquet
 from dup_pipeline.core.errors import WorkDirError
-from dup_pipeline.core.range_scan import read_range_features
+from dup_pipeline.core.range_scan import (
+    FEATURE_INDEX_SCHEMA,
+    RangeFeatures,
+    range_features_source,
+    read_range_features,
+)
 from dup_pipeline.core.ranges import offset_ranges
 from dup_pipeline.core.workdir import WorkDir
+
+DIGEST_ROWS = 16_384  # rows hashed or written per step (80 MiB at d=1280)
 
 
 @dataclass(frozen=True)
@@ -31,18 +42,11 @@ class FeatureMatrix:
     matrix: np.ndarray
     model_id: str
     model: str = ""  # which model ran and why (ModelSpec.label)
+    ranges: tuple[dict, ...] = ()  # features.json's per-range entries: key, rows, digest, source
 
     @property
     def dim(self) -> int:
         return int(self.matrix.shape[1])
-
-
-def _ranges_digest(work: WorkDir, n_rows: int, range_size: int) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for offset_range in offset_ranges(n_rows, range_size):
-        state = work.range_dir(offset_range) / "features.json"
-        digest.update(state.read_bytes() if state.exists() else b"-")
-    return digest.hexdigest()
 
 
 def _check_range_models(work: WorkDir, n_rows: int, range_size: int, model_id: str) -> None:
@@ -59,32 +63,114 @@ def _check_range_models(work: WorkDir, n_rows: int, range_size: int, model_id: s
                                f"{model_id}: run without min_offset/max_offset to embed every range with one model")
 
 
+def rows_digest(indexes: np.ndarray, vectors: np.ndarray) -> str:
+    """BLAKE2b-128 of rows of the matrix: their manifest indexes and their float32 bytes."""
+    digest = hashlib.blake2b(np.ascontiguousarray(indexes, dtype="<i8").tobytes(), digest_size=16)
+    for start in range(0, vectors.shape[0], DIGEST_ROWS):
+        digest.update(np.ascontiguousarray(vectors[start:start + DIGEST_ROWS], dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def unchanged_rows(before: list[dict], features: FeatureMatrix) -> int:
+    """How many leading rows of ``features`` are those ``before`` (the ``ranges`` of an earlier
+    ``features.json``) described, checked by the per-range digests: a range whose digest is unchanged
+    counts whole; the first changed range counts only if it grew and its old rows hash to its old digest
+    (hashes at most one range, never the whole matrix); a range that shrank or moved ends the prefix."""
+    row = 0
+    for old, new in zip(before, features.ranges):
+        if old["key"] != new["key"] or old["rows"] > new["rows"]:
+            break
+        if old["digest"] != new["digest"]:
+            stop = row + old["rows"]
+            same = rows_digest(features.index["index"].to_numpy()[row:stop], features.matrix[row:stop])
+            return stop if same == old["digest"] else row
+        row += old["rows"]
+    return row
+
+
+def _reusable(work: WorkDir, dim: int, model_id: str, model: str) -> tuple[list[dict], int | None]:
+    """The ranges of ``features.json`` whose rows ``features.dat`` still holds, and the committed row count
+    (None after an interrupted update: then only the ranges before ``dirty_from`` are kept); nothing when
+    the model or the width changed."""
+    try:
+        meta = json.loads(work.features_meta.read_text())
+        size = work.features_dat.stat().st_size if work.features_parquet.exists() else 0
+    except (OSError, ValueError):
+        return [], None
+    same = (meta.get("dim"), meta.get("model_id"), meta.get("model")) == (dim, model_id, model)
+    if not same or "ranges" not in meta:
+        return [], None
+    valid = min(meta.get("dirty_from", meta["count"]), size // (4 * dim))
+    kept, row = [], 0
+    for entry in meta["ranges"]:
+        if row + entry["rows"] > valid:
+            break
+        kept.append(entry)
+        row += entry["rows"]
+    return kept, None if "dirty_from" in meta else meta["count"]
+
+
+def _write_rows(path: Path, start_row: int, parts: list[RangeFeatures], count: int, dim: int) -> None:
+    """Overwrite ``path`` from ``start_row`` with ``parts``, cut it to ``count`` rows, and flush to disk."""
+    with open(path, "r+b") as handle:
+        handle.seek(start_row * dim * 4)
+        for part in parts:
+            for start in range(0, part.index.height, DIGEST_ROWS):
+                rows = part.vectors[start:start + DIGEST_ROWS]
+                handle.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
+        handle.truncate(count * dim * 4)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def assemble_features(
     work: WorkDir, manifest: pl.DataFrame, range_size: int, model_id: str, dim: int,
     class_names: list[str] | None = None, model: str = "",
 ) -> FeatureMatrix:
-    """Stream every range's vectors into ``features.dat`` (skipped when no range changed)."""
+    """Write the ranges' vectors into ``features.dat`` in range order, touching only what changed.
+
+    ``features.json`` lists every range with its rows and digest (:func:`rows_digest`) and the
+    range's committed vectors file (``source``). Ranges whose source is unchanged and lie before the
+    first changed one keep their bytes; from there the file is overwritten in place and cut to size,
+    between a ``features.json`` marked ``dirty_from`` (written first) and the new one (written last,
+    the commit). A run killed in between leaves the marker, and the next run rewrites from
+    ``dirty_from``. When nothing can be kept, or the matrix would shrink below its committed rows
+    (another process may have those rows memory-mapped), the file is rewritten atomically instead.
+    """
     _check_range_models(work, manifest.height, range_size, model_id)
-    digest = _ranges_digest(work, manifest.height, range_size)
-    if work.features_meta.exists() and work.features_dat.exists():
-        meta = json.loads(work.features_meta.read_text())
-        same_model = meta.get("model_id") == model_id and meta.get("model") == model
-        if meta.get("ranges_digest") == digest and same_model:
-            return load_features(work)
-    parts = [read_range_features(work, r) for r in offset_ranges(manifest.height, range_size)]
-    parts = [p for p in parts if p is not None and p.index.height]
-    count = sum(p.index.height for p in parts)
-    with atomic_path(work.features_dat) as tmp:
-        if count:
-            matrix = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(count, dim))
-            row = 0
-            for part in parts:
-                matrix[row : row + part.index.height] = part.vectors
-                row += part.index.height
-            matrix.flush()
-            del matrix
-    index = pl.concat([p.index for p in parts]) if parts else pl.DataFrame(
-        schema={"index": pl.Int64, "top_class": pl.Int64, "top_score": pl.Float32})
+    current = [(r, range_features_source(work, r)) for r in offset_ranges(manifest.height, range_size)]
+    current = [(r, source) for r, source in current if source is not None]
+    before, committed = _reusable(work, dim, model_id, model)
+    kept = 0
+    while kept < min(len(before), len(current)) and (before[kept]["key"], before[kept]["source"]) == (
+            current[kept][0].key, current[kept][1]):
+        kept += 1
+    files_there = work.features_parquet.exists() and work.features_csv.exists()
+    if kept == len(before) == len(current) and committed is not None and files_there:
+        return load_features(work)
+    start_row = sum(e["rows"] for e in before[:kept])
+    parts, entries = [], list(before[:kept])
+    for offset_range, source in current[kept:]:
+        part = read_range_features(work, offset_range)
+        if part is not None and part.index.height:
+            parts.append(part)
+            entries.append({"key": offset_range.key, "source": source, "rows": part.index.height,
+                            "digest": rows_digest(part.index["index"].to_numpy(), part.vectors)})
+    count = start_row + sum(p.index.height for p in parts)
+    old_index = pl.read_parquet(work.features_parquet).head(start_row).select(list(FEATURE_INDEX_SCHEMA)) \
+        if start_row else pl.DataFrame(schema=FEATURE_INDEX_SCHEMA)
+    index = pl.concat([old_index, *[p.index.select(list(FEATURE_INDEX_SCHEMA)) for p in parts]])
+    if work.features_meta.exists():  # features.dat changes from start_row on: not committed until the end
+        marked = {**json.loads(work.features_meta.read_text()), "dirty_from": start_row}
+        write_json(marked, work.features_meta)
+    if start_row and count >= (committed or 0):
+        _write_rows(work.features_dat, start_row, parts, count, dim)
+    else:  # nothing kept, or shrinking: a new file (rows memory-mapped elsewhere stay readable)
+        with atomic_path(work.features_dat) as tmp:
+            if start_row:
+                old = np.memmap(work.features_dat, dtype=np.float32, mode="r", shape=(start_row, dim))
+                parts.insert(0, RangeFeatures(old_index, old))
+            _write_rows(tmp, 0, parts, count, dim)
     index = index.join(manifest.select("index", pl.col("path").alias("filename")), on="index", how="left")
     if class_names:
         labels = dict(enumerate(class_names))
@@ -92,33 +178,46 @@ def assemble_features(
             top_label=pl.col("top_class").replace_strict(labels, default=None, return_dtype=pl.String))
     write_csv(index.select("index", "filename"), work.features_csv)
     write_parquet(index.with_row_index("row"), work.features_parquet)
-    write_json({"dim": dim, "count": count, "model_id": model_id, "model": model, "ranges_digest": digest},
+    write_json({"dim": dim, "count": count, "model_id": model_id, "model": model, "ranges": entries},
                work.features_meta)
     return load_features(work)
 
 
 def load_features(work: WorkDir) -> FeatureMatrix:
     """The assembled matrix, memory-mapped, with its index table."""
-    meta = json.loads(work.features_meta.read_text())
+    meta = _committed_meta(work)
     index = pl.read_parquet(work.features_parquet)
     if meta["count"]:
         matrix = np.memmap(work.features_dat, dtype=np.float32, mode="r", shape=(meta["count"], meta["dim"]))
     else:
         matrix = np.empty((0, meta["dim"]), dtype=np.float32)
-    return FeatureMatrix(index, matrix, meta["model_id"], meta.get("model", ""))
+    ranges = tuple(meta.get("ranges", ()))
+    return FeatureMatrix(index, matrix, meta["model_id"], meta.get("model", ""), ranges)
+
+
+def _committed_meta(work: WorkDir) -> dict:
+    meta = json.loads(work.features_meta.read_text())
+    if "dirty_from" in meta:
+        raise WorkDirError(f"{work.features_dat} was being updated when a run stopped: run again (run mode 0 "
+                           "or 1) to complete it")
+    return meta
 
 
 def load_binary(path: str | os.PathLike[str], d: int | None = None) -> tuple[list[str], np.ndarray]:
     """fastdup's ``load_binary``: the file list and the (n, d) matrix of ``features.dat``.
 
-    Reads ``<path>.csv`` for the file names; ``d`` defaults to the file size over rows.
+    Reads ``<path>.csv`` for the file names. ``d`` defaults to the width ``features.json`` beside the
+    file records (else the file size over rows); a work_dir whose update was interrupted is an error.
     """
     path = Path(path)
     files = pl.read_csv(f"{path}.csv")["filename"].to_list()
+    work = WorkDir(path.parent)
+    if work.features_meta.exists():
+        d = d or _committed_meta(work)["dim"]
     if not files:
         return [], np.empty((0, d or 0), dtype=np.float32)
     d = d or path.stat().st_size // 4 // len(files)
     matrix = np.fromfile(path, dtype=np.float32)
     if matrix.size != len(files) * d:
-        raise ValueError(f"{path}: {matrix.size} floats do not make {len(files)} rows of d={d}")
+        raise WorkDirError(f"{path}: {matrix.size} floats do not make {len(files)} rows of d={d}")
     return files, matrix.reshape(len(files), d)

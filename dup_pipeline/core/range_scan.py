@@ -273,6 +273,13 @@ def read_range_features(work: WorkDir, offset_range: OffsetRange) -> RangeFeatur
     return _read_committed(folder, "features", lambda state: _feature_files(folder, state))
 
 
+def range_features_source(work: WorkDir, offset_range: OffsetRange) -> str | None:
+    """What identifies a range's committed embeddings without reading them: the content-addressed name of
+    its vectors file and the digest of its manifest indexes (None when never embedded)."""
+    state = _marker(work.range_dir(offset_range), "features")
+    return None if state is None else f"{state['files']['vectors']}:{state['indexes']['index']}"
+
+
 def range_files(work: WorkDir, offset_range: OffsetRange, product: str) -> dict[str, Path]:
     """The files of a range's committed ``scan`` (``bad``, ``stats``, ``rows``) or ``features``
     (``vectors``, ``index``, ``rows``) product; empty when it was never computed."""

@@ -34,8 +34,10 @@ def rerank(features: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k:
            batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best of each query's ``candidates`` (row ids of ``features``, -1 = none) by exact similarity.
 
-    Returns ``(sims, ids)`` like :func:`dup_pipeline.core.index.search`: (n, k), best first, id -1
-    and similarity NaN where a query has fewer than ``k`` candidates.
+    Returns ``(sims, ids)`` like :func:`dup_pipeline.core.index.search`: (n, k), best first (equal
+    similarities by ascending id), id -1 and similarity NaN where a query has fewer than ``k`` candidates.
+    Each similarity is a function of the two vectors alone, whichever search proposed the pair and
+    whatever else is in the batch, so an incremental update writes the values a full search would.
     """
     _check_matrix("features", features)
     _check_matrix("queries", queries, features.shape[1])
@@ -47,7 +49,7 @@ def rerank(features: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k:
     sims = np.full((n, k), np.nan, np.float32)
     ids = np.full((n, k), -1, np.int64)
     for start in range(0, n, batch):
-        cand = candidates[start:start + batch]
+        cand = np.sort(candidates[start:start + batch], axis=1)  # ties: the lower id first, as in faiss
         q = _rows(queries, slice(start, start + batch), distance)
         flat = np.where(cand >= 0, cand, 0).ravel()
         order = np.argsort(flat, kind="stable")
@@ -63,21 +65,28 @@ def rerank(features: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k:
 
 
 def _exact(q: np.ndarray, rows: np.ndarray, distance: str) -> np.ndarray:
-    """Similarity of each query (b, d) with its candidate rows (b, c, d), as :func:`search` defines it."""
-    if distance == "cosine":
-        raw = np.einsum("bd,bcd->bc", q, rows)
-    elif distance == "manhattan":
-        raw = np.abs(rows - q[:, None, :]).sum(axis=2)
-    else:
-        diff = rows - q[:, None, :]
-        raw = np.einsum("bcd,bcd->bc", diff, diff)
+    """Similarity of each query (b, d) with its candidate rows (b, c, d), as :func:`search` defines it.
+
+    Each value is computed pair by pair (faiss's ``fvec_inner_product`` / ``fvec_L2sqr``, the functions
+    its HNSW and Flat-storage indexes use), so it does not depend on the batch it was computed in.
+    """
+    b, c, d = rows.shape
+    if distance == "manhattan":
+        return to_similarity(np.abs(rows - q[:, None, :]).sum(axis=2), distance)
+    raw = np.empty((b, c), np.float32)
+    by_idx = faiss.fvec_inner_products_by_idx if distance == "cosine" else faiss.fvec_L2sqr_by_idx
+    q, flat = np.ascontiguousarray(q, np.float32), np.ascontiguousarray(rows.reshape(b * c, d), np.float32)
+    ids = np.arange(b * c, dtype=np.int64).reshape(b, c)
+    by_idx(faiss.swig_ptr(raw), faiss.swig_ptr(q), faiss.swig_ptr(flat), faiss.swig_ptr(ids), d, b, c)
     return to_similarity(raw, distance)
 
 
 def search_reranked(index: faiss.Index, features: np.ndarray, k: int, factor: int, distance: str = "cosine",
-                    batch: int = 65_536, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Every row of ``features`` searched in ``index`` for ``factor * k`` candidates, the ``k`` best
-    kept by exact similarity (a drop-in for :func:`dup_pipeline.core.index.search` on a self-search).
+                    batch: int = 65_536, num_threads: int | None = None, first: int = 0,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Every row of ``features`` from ``first`` on searched in ``index`` for ``factor * k`` candidates, the
+    ``k`` best kept by exact similarity (a drop-in for :func:`dup_pipeline.core.index.search` on a
+    self-search).
 
     The index only proposes candidates, so its metric may differ from ``distance``: e.g. an L2
     ``PCA256,IVF4096,Flat`` index for cosine (on unit vectors L2 ranks like cosine; faiss's PCA
@@ -87,14 +96,16 @@ def search_reranked(index: faiss.Index, features: np.ndarray, k: int, factor: in
         raise ConfigError(f"rerank factor must be an integer in [1, {MAX_FACTOR}], got {factor!r}")
     _check_matrix("features", features, index.d)
     n = features.shape[0]
-    sims = np.empty((n, k), np.float32)
-    ids = np.empty((n, k), np.int64)
+    sims = np.empty((n - first, k), np.float32)
+    ids = np.empty((n - first, k), np.int64)
     wide = min(factor * k, max(index.ntotal, 1))
-    for start in range(0, n, batch):
+    for start in range(first, n, batch):
         block = _rows(features, slice(start, start + batch), distance)
         with _threads(num_threads):
             _, cand = index.search(block, wide)  # only the ids: the index's metric need not be ``distance``
         if wide < k:
             cand = np.pad(cand, ((0, 0), (0, k - wide)), constant_values=-1)
-        sims[start:start + batch], ids[start:start + batch] = rerank(features, block, cand, k, distance)
+        out = slice(start - first, start - first + batch)
+        queries = features[start:start + batch]  # the raw rows: rerank normalizes them once, as in any call
+        sims[out], ids[out] = rerank(features, queries, cand, k, distance)
     return sims, ids

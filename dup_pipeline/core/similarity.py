@@ -16,7 +16,7 @@ import polars as pl
 
 from dup_pipeline.core.atomic import atomic_path, write_csv, write_json, write_parquet
 from dup_pipeline.core.errors import ConfigError
-from dup_pipeline.core.features import FeatureMatrix
+from dup_pipeline.core.features import FeatureMatrix, unchanged_rows
 from dup_pipeline.core.graph import (
     connected_components,
     knn_pairs,
@@ -40,9 +40,8 @@ from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.rerank import RERANK_FACTOR, needs_rerank, rerank, search_reranked
 from dup_pipeline.core.workdir import WorkDir
 
-GRAPH_VERSION = "1"
+GRAPH_VERSION = "2"
 DISTANCES = ("cosine", "euclidean", "squared_euclidean", "manhattan")
-DIGEST_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -127,35 +126,21 @@ class GraphResult:
     index_rows_added: int
 
 
-def matrix_digests(matrix: np.ndarray, prefix_rows: int) -> tuple[str, str]:
-    """BLAKE2b of the first ``prefix_rows`` rows and of the whole matrix, in one chunked read."""
-    digest = hashlib.blake2b(digest_size=16)
-    prefix = digest.hexdigest() if prefix_rows == 0 else None
-    n = matrix.shape[0]
-    for start in range(0, n, DIGEST_ROWS):
-        stop = min(n, start + DIGEST_ROWS)
-        if start < prefix_rows < stop:
-            digest.update(np.ascontiguousarray(matrix[start:prefix_rows]).tobytes())
-            prefix = digest.hexdigest()
-            digest.update(np.ascontiguousarray(matrix[prefix_rows:stop]).tobytes())
-        else:
-            digest.update(np.ascontiguousarray(matrix[start:stop]).tobytes())
-        if stop == prefix_rows:
-            prefix = digest.hexdigest()
-    return prefix or "", digest.hexdigest()
-
-
 def update_index(work: WorkDir, features: FeatureMatrix, config: GraphConfig, num_threads: int | None = None,
                  ) -> tuple[faiss.Index, int]:
-    """Load, extend or build ``faiss.index`` for the matrix; return it and the rows added now."""
+    """Load, extend or build ``faiss.index`` for the matrix; return it and the rows added now.
+
+    The index is extended when its rows are still the matrix's first rows, checked with the
+    per-range digests of ``features.json`` (:func:`unchanged_rows`), else rebuilt.
+    """
     n = features.matrix.shape[0]
     config = config.resolved(*features.matrix.shape)
     tag = {**config.index_tag, "model_id": features.model_id}
     state = json.loads(work.index_meta.read_text()) if work.index_meta.exists() else {}
     old_rows = state.get("rows", 0)
-    prefix, full = matrix_digests(features.matrix, min(old_rows, n))
     index = None
-    if work.faiss_index.exists() and state.get("tag") == tag and 0 < old_rows <= n and state.get("digest") == prefix:
+    if (work.faiss_index.exists() and state.get("tag") == tag and 0 < old_rows <= n
+            and unchanged_rows(state.get("ranges", []), features) >= old_rows):
         index = load_index(work.faiss_index)
         if index.ntotal != old_rows:  # killed between saving the index and its state: rebuild
             index = None
@@ -168,7 +153,7 @@ def update_index(work: WorkDir, features: FeatureMatrix, config: GraphConfig, nu
                             num_threads=num_threads)
         added = n
     save_index(index, work.faiss_index)
-    write_json({"tag": tag, "rows": n, "digest": full}, work.index_meta)
+    write_json({"tag": tag, "rows": n, "ranges": list(features.ranges)}, work.index_meta)
     return index, added
 
 
@@ -219,14 +204,18 @@ def find_neighbours(
 ) -> Neighbours:
     """Search every image's ``nearest_neighbors_k`` neighbours in ``faiss.index`` (cached in ``knn.npz``).
 
-    With an approximate faiss_mode (see :func:`needs_rerank`) ``RERANK_FACTOR`` times as many candidates
-    are re-ranked on the feature matrix, so every similarity is exact.
+    Every mode is re-ranked: ``RERANK_FACTOR`` times as many candidates as listed are scored exactly on
+    the feature matrix (:func:`search_reranked`), so every similarity is exact and equal ones are listed
+    by row (HNSW may return any of several equal candidates). When rows were only appended since
+    ``knn.npz`` was written (same settings, earlier rows unchanged by the per-range digests) only the new
+    rows are searched, and each earlier row's list is merged with its exact best among the new rows
+    (:func:`_add_neighbours`): with an exact index (Flat) the lists are those a full search gives.
     """
     state = json.loads(work.index_meta.read_text())
     config = config.resolved(*features.matrix.shape)
-    reranked = needs_rerank(config.faiss_mode)
-    fingerprint = _digest(GRAPH_VERSION, state, config.nearest_neighbors_k, config.search_params,
-                          json.loads(work.features_meta.read_text()), RERANK_FACTOR if reranked else None)
+    settings = _digest(GRAPH_VERSION, state["tag"], config.nearest_neighbors_k, config.search_params,
+                       RERANK_FACTOR)
+    fingerprint = _digest(settings, state, json.loads(work.features_meta.read_text()))
     if _fresh(work.knn_meta, fingerprint):
         data = np.load(work.knn)
         return Neighbours(data["rows"], data["sims"], data["ids"], fingerprint)
@@ -234,18 +223,61 @@ def find_neighbours(
     apply_params(index, config.faiss_mode, config.search_params)
     n = features.matrix.shape[0]
     k = min(config.nearest_neighbors_k + 1, max(n, 1))
-    if reranked:
+    rows = features.index["index"].to_numpy()
+    earlier = _earlier_neighbours(work, settings, features, k)
+    if earlier is not None:
+        sims, ids = _add_neighbours(index, features.matrix, *earlier, k, config, num_threads)
+    else:
         sims, ids = search_reranked(index, features.matrix, k, RERANK_FACTOR, config.distance,
                                     num_threads=num_threads)
-    else:
-        sims, ids = search(index, features.matrix, k, config.distance, num_threads=num_threads)
-    rows = features.index["index"].to_numpy()
     manifest_ids = np.where(ids >= 0, rows[np.clip(ids, 0, None)], -1) if n else ids
     with atomic_path(work.knn) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, rows=rows, sims=sims, ids=manifest_ids)
-    write_json({"fingerprint": fingerprint}, work.knn_meta)
+    write_json({"fingerprint": fingerprint, "settings": settings, "rows": n, "ranges": list(features.ranges)},
+               work.knn_meta)
     return Neighbours(rows, sims, manifest_ids, fingerprint)
+
+
+MERGE_SLACK = 1e-4  # a new row's similarity by faiss may differ from the exact one in the last bits
+
+
+def _earlier_neighbours(work: WorkDir, settings: str, features: FeatureMatrix, k: int,
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(sims, ids)`` (ids as matrix rows) of ``knn.npz`` when it lists the first rows of ``features``,
+    unchanged, with the current settings and ``k``, and rows were appended since; else None."""
+    try:
+        meta = json.loads(work.knn_meta.read_text())
+        data = np.load(work.knn)
+        before, sims, ids = data["rows"], data["sims"], data["ids"]
+    except (OSError, ValueError, KeyError):
+        return None
+    m = meta.get("rows", 0)
+    if (meta.get("settings") != settings or not 0 < m < features.matrix.shape[0] or sims.shape != (m, k)
+            or len(before) != m or unchanged_rows(meta.get("ranges", []), features) < m):
+        return None
+    position = np.searchsorted(before, ids)  # earlier rows' neighbours are earlier rows: same positions
+    return sims, np.where(ids >= 0, np.clip(position, 0, m - 1), -1)
+
+
+def _add_neighbours(index: faiss.Index, matrix: np.ndarray, sims: np.ndarray, ids: np.ndarray, k: int,
+                    config: GraphConfig, num_threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The neighbour lists of all rows from those of the first ``m`` rows (``sims``, ``ids``) after rows
+    were appended (``index`` holds every row): the new rows are searched in the index; an earlier row's
+    list changes only where one of the new rows beats its last neighbour, found exactly by a search of
+    every earlier row among the new rows alone (a Flat index of the new rows: m x new x d work)."""
+    m, n, distance = sims.shape[0], matrix.shape[0], config.distance
+    new_sims, new_ids = search_reranked(index, matrix, k, RERANK_FACTOR, distance, num_threads=num_threads,
+                                        first=m)
+    fresh = build_index(matrix[m:], "Flat", distance)
+    best_sims, best_ids = search(fresh, matrix[:m], min(k, n - m), distance, num_threads=num_threads)
+    best_ids = np.where(best_ids >= 0, best_ids + m, -1)
+    last = np.where(np.isnan(sims[:, -1]), -np.inf, sims[:, -1])
+    changed = np.flatnonzero(np.nan_to_num(best_sims[:, 0], nan=-np.inf) >= last - MERGE_SLACK)
+    if changed.size:
+        merged = np.concatenate([ids[changed], best_ids[changed]], axis=1)
+        sims[changed], ids[changed] = rerank(matrix, np.asarray(matrix[changed]), merged, k, distance)
+    return np.concatenate([sims, new_sims]), np.concatenate([ids, new_ids])
 
 
 def similarity_table(work: WorkDir, manifest: pl.DataFrame, knn: Neighbours, config: GraphConfig = GraphConfig(),

@@ -1,0 +1,162 @@
+"""Adding images to a work_dir: features.dat grows in place, only the new rows are searched, and the
+outputs equal a full run on the grown folder in a new work_dir.
+
+"Equal" means: similarity.parquet, outliers.parquet, connected_components.parquet and
+pagerank_degree.parquet (and knn.npz's rows, similarities and neighbours) are identical row by row,
+similarities compared as exact float32 values, and features.dat is byte-identical. That holds by
+construction for an exact index (Flat) and here also for the default (HNSW32 on a set this small).
+"""
+
+import json
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+import dup_pipeline.core.features as features_module
+import dup_pipeline.core.similarity as similarity_module
+from dup_pipeline.core.errors import WorkDirError
+from dup_pipeline.core.features import load_binary, load_features
+from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, run_pipeline
+from dup_pipeline.core.similarity import GraphConfig
+from dup_pipeline.core.workdir import WorkDir
+from dup_pipeline_tests.conftest import save_image
+from dup_pipeline_tests.core.test_features import _mean_color_model
+
+TABLES = ("similarity.parquet", "outliers.parquet", "connected_components.parquet", "pagerank_degree.parquet")
+
+
+def _colour(images, name: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, 3)
+    pixels = np.clip(base + rng.integers(-20, 21, (24, 32, 3)), 0, 255).astype(np.uint8)
+    save_image(images / name, Image.fromarray(pixels, "RGB"))
+
+
+def _config(tmp_path, work: str, faiss_mode: str) -> PipelineConfig:
+    model = ModelConfig(model_path=str(tmp_path / "m.onnx"), normalization="raw")
+    graph = GraphConfig(faiss_mode=faiss_mode, nearest_neighbors_k=3, threshold=0.99, ccthreshold=0.99)
+    return PipelineConfig(tmp_path / "images", str(tmp_path / work), range_size=8, num_threads=1,
+                          model=model, graph=graph)
+
+
+def _assert_same_outputs(work, clean) -> None:
+    for name in TABLES:
+        got, expected = pl.read_parquet(work / name), pl.read_parquet(clean / name)
+        assert got.equals(expected), name
+    got, expected = np.load(work / "knn.npz"), np.load(clean / "knn.npz")
+    for key in ("rows", "sims", "ids"):
+        assert np.array_equal(got[key], expected[key], equal_nan=True), key
+    assert (work / "features.dat").read_bytes() == (clean / "features.dat").read_bytes()
+
+
+def _searches(monkeypatch) -> list[tuple[int, int]]:
+    """(vectors in the index searched, queries) of every faiss search of the similarity stage."""
+    calls, real_search, real_reranked = [], similarity_module.search, similarity_module.search_reranked
+
+    def search(index, queries, *args, **kwargs):
+        calls.append((index.ntotal, queries.shape[0]))
+        return real_search(index, queries, *args, **kwargs)
+
+    def search_reranked(index, features, *args, first=0, **kwargs):
+        calls.append((index.ntotal, features.shape[0] - first))
+        return real_reranked(index, features, *args, first=first, **kwargs)
+
+    monkeypatch.setattr(similarity_module, "search", search)
+    monkeypatch.setattr(similarity_module, "search_reranked", search_reranked)
+    return calls
+
+
+@pytest.mark.parametrize("faiss_mode", ["Flat", "auto"])
+def test_added_images_append_in_place_search_only_new_rows_and_equal_a_full_run(tmp_path, monkeypatch,
+                                                                                faiss_mode):
+    _mean_color_model(tmp_path / "m.onnx")
+    images = tmp_path / "images"
+    for i in range(30):
+        _colour(images, f"a{i:02d}.png", i)
+    for copy in ("a05_copy1.png", "a05_copy2.png"):  # byte-identical copies: equal similarities
+        shutil.copyfile(images / "a05.png", images / copy)
+    run_pipeline(_config(tmp_path, "work", faiss_mode))
+    work = tmp_path / "work"
+    dat = work / "features.dat"
+    inode, first_rows = dat.stat().st_ino, dat.read_bytes()[: 24 * 3 * 4]
+
+    for i in range(30, 34):  # new files sort last: manifest indexes 32..35, ranges 32-39
+        _colour(images, f"b{i:02d}.png", i)
+    shutil.copyfile(images / "a07.png", images / "b99_copy.png")
+    _colour(images, "b98_near.png", 11)  # same colour draw as a11.png: its neighbour
+    writes, real_write = [], features_module._write_rows
+    monkeypatch.setattr(features_module, "_write_rows", lambda path, start, parts, count, dim: (
+        writes.append((path == dat, start, count)), real_write(path, start, parts, count, dim)))
+    searches = _searches(monkeypatch)
+    summary = run_pipeline(_config(tmp_path, "work", faiss_mode))
+    assert summary.embedded == 6 and summary.graph.index_rows_added == 6
+    assert dat.stat().st_ino == inode and dat.read_bytes()[: 24 * 3 * 4] == first_rows
+    assert writes == [(True, 32, 38)]  # ranges 0-7 .. 24-31 untouched; 32-39 written in place
+    assert searches[0] == (38, 6)  # the index searched for the 6 new rows only...
+    assert searches[1] == (6, 32)  # ...and the 32 earlier rows among the 6 new ones
+    assert "dirty_from" not in json.loads((work / "features.json").read_text())
+
+    run_pipeline(_config(tmp_path, "clean", faiss_mode))
+    _assert_same_outputs(work, tmp_path / "clean")
+
+
+def test_kill_while_appending_leaves_a_state_the_rerun_repairs(tmp_path, monkeypatch):
+    _mean_color_model(tmp_path / "m.onnx")
+    images = tmp_path / "images"
+    for i in range(20):
+        _colour(images, f"a{i:02d}.png", i)
+    run_pipeline(_config(tmp_path, "work", "Flat"))
+    for i in range(20, 26):
+        _colour(images, f"b{i:02d}.png", i)
+    work = WorkDir(tmp_path / "work")
+
+    def killed(path, start, parts, count, dim):  # the process dies after writing part of the new rows
+        with open(path, "r+b") as handle:
+            handle.seek(start * dim * 4)
+            handle.write(np.ones(5 * dim, "<f4").tobytes())
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(features_module, "_write_rows", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_pipeline(_config(tmp_path, "work", "Flat"))
+    with pytest.raises(WorkDirError, match="was being updated"):
+        load_features(work)
+    with pytest.raises(WorkDirError, match="was being updated"):
+        load_binary(work.features_dat)
+    run_pipeline(_config(tmp_path, "work", "Flat"))
+    run_pipeline(_config(tmp_path, "clean", "Flat"))
+    _assert_same_outputs(work.root, tmp_path / "clean")
+    files, matrix = load_binary(work.features_dat)
+    assert matrix.shape == (26, 3) and len(files) == 26
+
+
+def test_deleted_image_falls_back_to_a_rewrite_and_a_full_search(tmp_path, monkeypatch):
+    _mean_color_model(tmp_path / "m.onnx")
+    images = tmp_path / "images"
+    for i in range(20):
+        _colour(images, f"a{i:02d}.png", i)
+    run_pipeline(_config(tmp_path, "work", "Flat"))
+    dat = tmp_path / "work" / "features.dat"
+    inode = dat.stat().st_ino
+    (images / "a17.png").unlink()  # the last range shrinks: its earlier ranges are copied into a new file
+    searches = _searches(monkeypatch)
+    run_pipeline(_config(tmp_path, "work", "Flat"))
+    assert dat.stat().st_ino != inode  # shrunk: rewritten atomically (readers keep the old file)
+    assert searches == [(19, 19)]  # every row searched again
+    _assert_same_outputs(tmp_path / "work", _full_rerun(tmp_path, "work"))
+
+
+def _full_rerun(tmp_path, work: str):
+    """A copy of ``work`` run again without its feature matrix, index, neighbours and stage records (same
+    manifest indexes as ``work``, which a new work_dir would number afresh after a deletion)."""
+    clean = tmp_path / "clean"
+    shutil.copytree(tmp_path / work, clean)
+    for name in ("features.dat", "features.json", "faiss.index", "faiss.index.json", "knn.npz", "knn.json"):
+        (clean / name).unlink()
+    shutil.rmtree(clean / "stages")
+    run_pipeline(_config(tmp_path, "clean", "Flat"))
+    return clean
