@@ -2,24 +2,37 @@
 
     python benchmarks/bench_e2e.py --n 500 --out docs/benchmarks.md \
         [--fastdup-python /work/fastdup_venv/bin/python] [--folder /tmp/bench_e2e] [--repeat 2]
+        [--profile small] [--data DIR] [--section NAME] [--rss-every 0.2]
 
-1. Generates (once per ``--n``) the folder of ``benchmarks/planted_folder.py``: camera-size and
-   small JPEGs, PNGs, nested folders, exact and near copies, outliers, bad files, label flips.
+At 100k files (small photos only, a folder generated once and reused)::
+
+    python benchmarks/planted_folder.py /work/bench100k --n 100000 --profile small
+    python benchmarks/bench_e2e.py --data /work/bench100k/live --section bench_e2e_100k --rss-every 0.5
+
+(``live/`` holds symlinks to the folder's ``images``, ``labels.csv`` and ``truth.json``, made by
+``--data`` when it names a missing ``live`` folder beside a generated one; ``bench_incremental.py``
+grows the folder behind that link, so its work_dirs keep their paths.)
+
+1. Generates (once per ``--n`` and ``--profile``) the folder of ``benchmarks/planted_folder.py``:
+   camera-size and small JPEGs, PNGs, nested folders, exact and near copies, outliers, bad files,
+   label flips; or takes the generated folder ``--data`` (its work_dirs go beside its ``images``).
 2. Runs ``dup-pipeline run IMAGES WORK --labels labels.csv`` at default settings in a child process
    (the CLI's own command; its progress sink is replaced by one that records wall and CPU time at
    each stage's start and end), then fastdup 2.54's ``run()`` at its defaults through
    ``benchmarks/fastdup_peer.py`` (its own venv, offline). ``--repeat`` alternates the two and
-   keeps each tool's fastest run. Peak RSS is sampled every 0.2 s over each tool's process tree
-   (psutil) and also read from the process's own ``ru_maxrss``; CPU time is user + system of
-   the child and everything it waited for.
+   keeps each tool's fastest run. Peak RSS is sampled every ``--rss-every`` s (0.2) over each tool's
+   process tree (psutil; the series is kept in ``logs/<tool>_rss.csv``) and also read from the
+   process's own ``ru_maxrss``; CPU time is user + system of the child and everything it waited for.
 3. Scores both tools against the planted truth: duplicate pairs (recall of exact and near copies,
    precision = share of reported pairs inside a planted group), bad files, outliers (precision
    among the ``m`` most isolated, ``m`` = planted outliers) and label flips. fastdup 2.54 has no
    wrong-label output: its rule from ``similarity_gallery(slice='label_score')`` (images with at
    least ``min_items=2`` rows in ``similarity.csv`` none of whose neighbours share its label) is
    applied to its ``similarity.csv``.
-4. Writes the section between ``<!-- bench_e2e -->`` markers of ``--out`` (the rest of the file is
-   kept), with the machine (CPU model, AVX2/AVX-512 VNNI flags, load average), versions and settings.
+4. Writes the section between ``<!-- <section>:start/end -->`` markers of ``--out`` (``--section``,
+   default ``bench_e2e``; the rest of the file is kept), with the machine (CPU model, AVX2/AVX-512
+   VNNI flags, load average), versions, the settings our run resolved (model, faiss index) and our
+   RSS over time (at each stage's start and end).
 """
 
 from __future__ import annotations
@@ -43,7 +56,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from planted_folder import SCENE_CLASSES, generate  # noqa: E402
 
 HERE = Path(__file__).parent
-START, END = "<!-- bench_e2e:start -->", "<!-- bench_e2e:end -->"
 STAGES = {"manifest": "manifest", "decode + stats + embed": "decode + stats + embed",
           "faiss index": "index build", "nearest neighbours": "kNN search"}
 
@@ -105,19 +117,27 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
+    def at(self, when: float) -> float | None:
+        """The last sample taken at or before ``when`` (None: none yet)."""
+        before = [mib for t, mib in self.samples if t <= when]
+        return before[-1] if before else None
+
+    def write_csv(self, path: Path, t0: float) -> None:
+        path.write_text("seconds,rss_mib\n" + "".join(f"{t - t0:.2f},{mib:.1f}\n" for t, mib in self.samples))
+
     def peak(self, start: float = 0.0, end: float = float("inf")) -> float | None:
         """Highest sample from ``start`` to the first sample after ``end`` (None: no sample)."""
         inside = [mib for t, mib in self.samples if start <= t <= end + self._every]
         return max(inside, default=None)
 
 
-def timed(cmd: list[str], log: Path) -> tuple[float, float, RssSampler, str]:
+def timed(cmd: list[str], log: Path, every: float = 0.2) -> tuple[float, float, RssSampler, str]:
     """Run ``cmd``; wall seconds, CPU seconds of it and its descendants, the RSS sampler, stdout."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with log.open("w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
-        sampler = RssSampler(proc.pid)
+        sampler = RssSampler(proc.pid, every)
         out, _ = proc.communicate()
     sampler.stop()
     wall = time.perf_counter() - started
@@ -125,20 +145,25 @@ def timed(cmd: list[str], log: Path) -> tuple[float, float, RssSampler, str]:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode:
         raise SystemExit(f"{cmd[0]} … failed (exit {proc.returncode}); see {log}")
+    sampler.write_csv(log.with_name(log.stem + "_rss.csv"), time.time() - wall)
     return wall, cpu, sampler, out
 
 
-def run_ours(images: Path, labels: Path, work: Path, logs: Path) -> dict:
-    shutil.rmtree(work, ignore_errors=True)
-    stage_file = logs / "ours_stages.json"
+def run_ours(images: Path, labels: Path, work: Path, logs: Path, every: float = 0.2, fresh: bool = True,
+             name: str = "ours") -> dict:
+    """``dup-pipeline run`` in a child (in a fresh ``work`` unless ``fresh`` is False): times, RSS, stages."""
+    if fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    stage_file = logs / f"{name}_stages.json"
     cmd = [sys.executable, __file__, "--child-ours", str(stage_file), "--",
            "run", str(images), str(work), "--labels", str(labels)]
-    wall, cpu, sampler, out = timed(cmd, logs / "ours.log")
+    wall, cpu, sampler, out = timed(cmd, logs / f"{name}.log", every)
     rec = json.loads(stage_file.read_text())
     if rec["code"] or not rec["stages"]:
         raise SystemExit(f"dup-pipeline run exited {rec['code']} with {len(rec['stages'])} timed stages "
                          f"(does dup_pipeline.cli still take its progress sink from _progress?); see {logs / 'ours.log'}")
     stages = []
+    boundaries = [("start", rec["begun"])]
     previous_end = rec["begun"]
     for s in rec["stages"]:
         if s["start"] - previous_end > 0.05:
@@ -147,6 +172,8 @@ def run_ours(images: Path, labels: Path, work: Path, logs: Path) -> dict:
                            "rss": sampler.peak(previous_end, s["start"])})
         stages.append({"stage": STAGES.get(s["stage"], s["stage"]), "wall": s["end"] - s["start"], "cpu": s["cpu"],
                        "rss": sampler.peak(s["start"], s["end"])})
+        boundaries += [(f"{STAGES.get(s['stage'], s['stage'])} starts", s["start"]),
+                       (f"{STAGES.get(s['stage'], s['stage'])} ends", s["end"])]
         previous_end = s["end"]
     stages.append({"stage": "similarity tables, components, pagerank, labels, report",
                    "wall": rec["ended"] - previous_end, "cpu": None, "rss": sampler.peak(previous_end, rec["ended"])})
@@ -155,13 +182,27 @@ def run_ours(images: Path, labels: Path, work: Path, logs: Path) -> dict:
     for s in rest:  # CPU outside the progress stages, shared by wall time (the child measures the total)
         s["cpu"] = (rec["cpu"] - timed_cpu) * s["wall"] / max(sum(r["wall"] for r in rest), 1e-9)
         s["cpu_estimated"] = True
+    boundaries.append(("end", rec["ended"]))
+    timeline = [{"at": label, "seconds": t - rec["begun"], "rss": sampler.at(t),
+                 "peak_so_far": sampler.peak(0.0, t)} for label, t in boundaries]
     return {"wall": wall, "cpu": cpu, "peak_rss_mib": sampler.peak(), "ru_maxrss_mib": rec["peak_rss_mib"],
-            "stages": stages, "summary": out.strip().splitlines()}
+            "stages": stages, "timeline": timeline, "summary": out.strip().splitlines(),
+            "resolved": resolved_settings(work)}
 
 
-def run_fastdup(python: str, images: Path, work: Path, logs: Path) -> dict:
+def resolved_settings(work: Path) -> dict:
+    """What ``auto`` settings resolved to in ``work``: the model (features.json) and the faiss index."""
+    out = {}
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        out["model"] = json.loads((work / "features.json").read_text())["model"]
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        out["faiss_mode"] = json.loads((work / "faiss.index.json").read_text())["tag"]["faiss_mode"]
+    return out
+
+
+def run_fastdup(python: str, images: Path, work: Path, logs: Path, every: float = 0.2) -> dict:
     cmd = [python, str(HERE / "fastdup_peer.py"), str(images), str(work)]
-    wall, cpu, sampler, out = timed(cmd, logs / "fastdup.log")
+    wall, cpu, sampler, out = timed(cmd, logs / "fastdup.log", every)
     r = json.loads(out.strip().splitlines()[-1])
     return {"wall": wall, "cpu": cpu, "peak_rss_mib": sampler.peak(), "ru_maxrss_mib": r["peak_rss_self_mib"],
             "run_seconds": r["seconds"], "import_seconds": r["import_seconds"], "version": r["fastdup_version"],
@@ -268,10 +309,10 @@ def _pct(v: float | None) -> str:
 def render(args: argparse.Namespace, truth: dict, n_files: int, mach: dict, load_end: tuple, vers: dict,
            ours: dict, peer: dict | None, q_ours: dict, q_peer: dict | None) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = f"python benchmarks/bench_e2e.py --n {args.n} --out {args.out}" + (
-        f" --fastdup-python {args.fastdup_python}" if args.fastdup_python else "") + (
-        f" --repeat {args.repeat}" if args.repeat > 1 else "")
-    L = [START, "## End to end: dup-pipeline run vs fastdup 2.54", "",
+    cmd = "python benchmarks/bench_e2e.py " + " ".join(arg for arg in command_line(args))
+    profile = truth.get("profile", "mixed")
+    title = "dup-pipeline run vs fastdup 2.54" if peer else "dup-pipeline run"
+    L = [f"<!-- {args.section}:start -->", f"## End to end at {n_files:,} files: {title}", "",
          f"Measured {when} with `{cmd}`" + (f" (best of {args.repeat} alternating runs per tool)." if args.repeat > 1
                                               else " (one run per tool)."), ""]
     L += [f"- Machine: {mach['cpu']}, {mach['cores']} cores, {mach['ram_gib']:.0f} GiB RAM, "
@@ -282,19 +323,24 @@ def render(args: argparse.Namespace, truth: dict, n_files: int, mach: dict, load
               if max(mach["load"][0], load_end[0]) > 0.7 * mach["cores"] else "."),
           "- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + (
               f", fastdup {peer['version']} (own venv)" if peer else ""),
-          "- Settings: both at their defaults. Ours: EfficientNet-Lite0 fp32, HNSW32 efSearch=64, k=10, "
-          "threshold=ccthreshold=0.9, lower_threshold=0.05, all cores, `--labels labels.csv`. fastdup: "
-          "`fastdup.run(input_dir, work_dir, num_threads=-1, turi_param='run_sentry=0')` (its model, k=2, "
-          "threshold 0.9, lower_threshold 0.05).",
-          f"- Folder: {n_files} files from `benchmarks/planted_folder.py --n {args.n}`: {len(truth['groups'])} planted "
+          "- Settings: " + ("both" if peer else "ours") + " at their defaults (`dup-pipeline run IMAGES WORK "
+          "--labels labels.csv`, all cores). Ours resolved to: model "
+          f"{ours['resolved'].get('model', '?')}, faiss index {ours['resolved'].get('faiss_mode', '?')}, k=10."
+          + (" fastdup: `fastdup.run(input_dir, work_dir, num_threads=-1, turi_param='run_sentry=0')` (its model, "
+             "k=2, threshold 0.9, lower_threshold 0.05)." if peer else ""),
+          f"- Folder: {n_files:,} files from `benchmarks/planted_folder.py --n {truth['n']}"
+          + ("" if profile == "mixed" else f" --profile {profile}") + f"`: {len(truth['groups'])} planted "
           f"copy pairs ({sum('_copy.' in g[1] for g in truth['groups'])} byte-identical), "
           f"{len(truth['outliers'])} outliers, {len(truth['bad_files'])} bad files, "
-          f"{len(truth['wrong_labels'])} flipped labels; 30% camera-size JPEGs (1.2–3.1 MP), 55% small JPEGs, 15% PNGs.",
+          f"{len(truth['wrong_labels'])} flipped labels; " + (
+              "30% camera-size JPEGs (1.2–3.1 MP), 55% small JPEGs, 15% PNGs." if profile == "mixed" else
+              "every file ≤ 640 px: 80% small JPEGs (320x240 to 640x480), 20% PNGs."),
           ""]
-    L += ["| | dup-pipeline | fastdup 2.54 | ratio |", "|---|---|---|---|"]
+    L += ["| | dup-pipeline | fastdup 2.54 | ratio |", "|---|---|---|---|"] if peer else [
+        "| | dup-pipeline |", "|---|---|"]
 
     def row(name: str, a: str, b: str, ratio: str = "") -> None:
-        L.append(f"| {name} | {a} | {b} | {ratio} |")
+        L.append(f"| {name} | {a} | {b} | {ratio} |" if peer else f"| {name} | {a} |")
 
     p = peer or {}
     row("wall time, whole run", f"{ours['wall']:.1f} s", f"{p['wall']:.1f} s" if peer else "–",
@@ -336,18 +382,38 @@ def render(args: argparse.Namespace, truth: dict, n_files: int, mach: dict, load
         rss = "–" if s["rss"] is None else f"{s['rss']:.0f}"
         rate = f"{n_files / s['wall']:.0f}" if s["wall"] > 0 else "–"
         L.append(f"| {s['stage']} | {s['wall']:.1f} | {cpu} | {rate} | {rss} |")
+    L += ["", f"Our RSS over time (process tree, sampled every {args.rss_every} s; the series is in "
+          "`logs/ours_rss.csv` beside the images):", "",
+          "| when | at s | RSS MiB | peak so far MiB |", "|---|---|---|---|"]
+    for b in ours["timeline"]:
+        rss = "–" if b["rss"] is None else f"{b['rss']:.0f}"
+        top = "–" if b["peak_so_far"] is None else f"{b['peak_so_far']:.0f}"
+        L.append(f"| {b['at']} | {b['seconds']:.1f} | {rss} | {top} |")
     if peer:
         L += ["", f"fastdup: `import fastdup` {p['import_seconds']:.1f} s, `run()` {p['run_seconds']:.1f} s "
               f"({p['valid']} valid, {p['invalid']} invalid); its stages run inside one C++ call."]
-    L += ["", "Our run's summary:", "", "```", *ours["summary"], "```", END]
+    L += ["", "Our run's summary:", "", "```", *ours["summary"], "```", f"<!-- {args.section}:end -->"]
     return "\n".join(L) + "\n"
 
 
-def write_section(out: Path, section: str) -> None:
+def command_line(args: argparse.Namespace) -> list[str]:
+    """The options this run was given (for the page), defaults left out."""
+    out = [f"--data {args.data}"] if args.data else [f"--n {args.n}"] + (
+        [f"--profile {args.profile}"] if args.profile != "mixed" else [])
+    out += [f"--out {args.out}"] + ([f"--fastdup-python {args.fastdup_python}"] if args.fastdup_python else [])
+    out += [f"--repeat {args.repeat}"] if args.repeat > 1 else []
+    out += [f"--section {args.section}"] if args.section != "bench_e2e" else []
+    out += [f"--rss-every {args.rss_every}"] if args.rss_every != 0.2 else []
+    return out
+
+
+def write_section(out: Path, section: str, name: str) -> None:
+    """Replace the ``name`` section of ``out`` (between its markers) with ``section``, or append it."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = out.read_text() if out.exists() else "# Benchmarks\n\nGenerated by the scripts in `benchmarks/`.\n\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -367,13 +433,26 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("/tmp/bench_e2e"), help="where data and work_dirs go")
     parser.add_argument("--fastdup-python", default="", help="python of a venv where fastdup 2.54 is installed")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs per tool; the fastest is kept")
+    parser.add_argument("--profile", choices=("mixed", "small"), default="mixed",
+                        help="folder to generate: mixed (30%% camera-size JPEGs) or small (every file <= 640 px)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a folder generated by planted_folder.py (images/, labels.csv, truth.json) to use "
+                             "instead of --n/--profile; a missing DIR named 'live' beside one is made of symlinks")
+    parser.add_argument("--section", default="bench_e2e", help="marker name of the section written to --out")
+    parser.add_argument("--rss-every", type=float, default=0.2, help="RSS sampling interval, seconds")
     args = parser.parse_args()
     if args.n < 100:
         parser.error("--n must be at least 100")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    root = args.folder / f"n{args.n}"
-    truth = generate(root, args.n)
+    if not 0.05 <= args.rss_every <= 5:
+        parser.error("--rss-every must be between 0.05 and 5 seconds")
+    if args.data:
+        root = live_folder(args.data)
+        truth = json.loads((root / "truth.json").read_text())
+    else:
+        root = args.folder / (f"n{args.n}" + ("" if args.profile == "mixed" else f"-{args.profile}"))
+        truth = generate(root, args.n, profile=args.profile)
     images, labels_csv = root / "images", root / "labels.csv"
     labels = dict(line.split(",", 1) for line in labels_csv.read_text().splitlines()[1:])
     n_files = sum(1 for p in images.rglob("*") if p.is_file())
@@ -382,18 +461,30 @@ def main() -> None:
     mach, vers = machine(), versions()
     ours = peer = None
     for _ in range(args.repeat):
-        run = run_ours(images, labels_csv, root / "work_ours", logs)
+        run = run_ours(images, labels_csv, root / "work_ours", logs, args.rss_every)
         ours = run if ours is None or run["wall"] < ours["wall"] else ours
         print(f"dup-pipeline: {run['wall']:.1f} s", file=sys.stderr)
         if args.fastdup_python:
-            run = run_fastdup(args.fastdup_python, images, root / "work_fastdup", logs)
+            run = run_fastdup(args.fastdup_python, images, root / "work_fastdup", logs, args.rss_every)
             peer = run if peer is None or run["wall"] < peer["wall"] else peer
             print(f"fastdup: {run['wall']:.1f} s", file=sys.stderr)
     q_ours = score_ours(root / "work_ours", images, truth, labels)
     q_peer = score_fastdup(root / "work_fastdup", images, truth, labels) if peer else None
     section = render(args, truth, n_files, mach, os.getloadavg(), vers, ours, peer, q_ours, q_peer)
-    write_section(args.out, section)
+    write_section(args.out, section, args.section)
     print(section)
+
+
+def live_folder(data: Path) -> Path:
+    """``data`` itself, or (a missing ``<generated>/live``) a new folder of symlinks to the generated one's files."""
+    if not data.exists() and data.name == "live" and (data.parent / "truth.json").exists():
+        data.mkdir()
+        for name in ("images", "labels.csv", "truth.json"):
+            (data / name).symlink_to(data.parent / name)
+    for name in ("images", "labels.csv", "truth.json"):
+        if not (data / name).exists():
+            raise SystemExit(f"--data {data}: no {name} (generate it with benchmarks/planted_folder.py)")
+    return data
 
 
 if __name__ == "__main__":
