@@ -32,6 +32,7 @@ from dup_pipeline.core.ranges import offset_ranges
 from dup_pipeline.core.workdir import WorkDir
 
 DIGEST_ROWS = 16_384  # rows hashed or written per step (80 MiB at d=1280)
+MATRIX_VERSION = "2"  # features.json lists the ranges with their digests
 
 
 @dataclass(frozen=True)

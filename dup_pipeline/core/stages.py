@@ -27,7 +27,7 @@ from dup_pipeline.core.audit import write_audit_summary
 from dup_pipeline.core.clean import CLEAN_LIST, CLEAN_PARQUET, DROPPED_PARQUET, CleanList, write_clean_list
 from dup_pipeline.core.config import PipelineConfig
 from dup_pipeline.core.errors import InputError
-from dup_pipeline.core.features import FeatureMatrix, assemble_features, load_features
+from dup_pipeline.core.features import MATRIX_VERSION, FeatureMatrix, assemble_features, load_features
 from dup_pipeline.core.image_issues import (
     IMAGE_ISSUES_FILE,
     ISSUES,
@@ -544,7 +544,8 @@ STAGES: tuple[Stage, ...] = (
           f"(image_issue_thresholds): {', '.join(ISSUES)} (image_issues.parquet).", frozenset({"parquet"})),
     Stage("feature_matrix", ("feature_matrix",), ("file_manifest", "ranges:features"), compute_feature_matrix,
           describe_feature_matrix,
-          lambda c: {"range_size": c.config.range_size, "features": FEATURES_VERSION, "model": asdict(c.config.model)},
+          lambda c: {"range_size": c.config.range_size, "features": FEATURES_VERSION, "matrix": MATRIX_VERSION,
+                     "model": asdict(c.config.model)},
           lambda w: [w.features_dat, w.features_csv, w.features_parquet, w.features_meta],
           "The dataset's embeddings in manifest order, memory-mapped: fastdup's features.dat (raw float32, rows x "
           "dim) + features.dat.csv (index,filename), features.parquet (with the top ImageNet class).",
