@@ -15,6 +15,7 @@ from dup_pipeline.core.config import SETTINGS_FIELDS, Settings
 from dup_pipeline.core.sources.names import is_url
 from dup_pipeline.core.demo import generate_demo
 from dup_pipeline.core.errors import DupPipelineError, WorkDirError, exit_code
+from dup_pipeline.core.memory import limit_malloc_arenas
 from dup_pipeline.core.pipeline import (
     RUN_MODES,
     PipelineConfig,
@@ -94,6 +95,7 @@ def _config(input_spec, work_dir, **options) -> PipelineConfig:
 @click.version_option(package_name="dup-pipeline")
 def main() -> None:
     """Find bad files, duplicates, outliers and image statistics in an image dataset."""
+    limit_malloc_arenas()  # before any worker thread starts: freed buffers are not kept per thread
 
 
 @main.command()

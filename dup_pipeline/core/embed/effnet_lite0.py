@@ -33,16 +33,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-import onnx
 import platformdirs
-from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from dup_pipeline.core.atomic import atomic_path
 from dup_pipeline.core.errors import ModelError
+
+if TYPE_CHECKING:  # onnx is imported only to build the graph: a run with the model cached never loads it
+    import onnx
+    from onnx import TensorProto
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -238,6 +240,8 @@ def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 class _GraphBuilder:
     def __init__(self, state: dict[str, np.ndarray]) -> None:
+        from onnx import numpy_helper
+
         self.state = state
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = [
@@ -262,6 +266,8 @@ class _GraphBuilder:
         relu6: bool = True,
     ) -> tuple[str, int]:
         """Conv (BN folded in) on a square ``size`` input; returns (output, out size)."""
+        from onnx import helper, numpy_helper
+
         w = self.param(f"{conv}.weight")
         scale = self.param(f"{bn}.weight") / np.sqrt(self.param(f"{bn}.running_var") + _BN_EPS)
         bias = self.param(f"{bn}.bias") - self.param(f"{bn}.running_mean") * scale
@@ -295,6 +301,8 @@ class _GraphBuilder:
 
     def block(self, x: str, size: int, index: int, stride: int) -> tuple[str, int]:
         """One MBConv block (expand 1x1, depthwise kxk, project 1x1, optional skip)."""
+        from onnx import helper
+
         p = f"_blocks.{index}"
         if f"{p}._expand_conv.weight" in self.state:
             in_ch = self.state[f"{p}._expand_conv.weight"].shape[1]
@@ -320,6 +328,8 @@ def build_onnx_model(state: dict[str, np.ndarray]) -> onnx.ModelProto:
     TensorFlow "SAME" padding for the fixed 224x224 input, asymmetric
     (extra row/column at the end) for the stride-2 ones.
     """
+    from onnx import TensorProto, helper, numpy_helper
+
     n_blocks = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("_blocks.")), default=-1)
     if n_blocks != len(_BLOCK_STRIDES) or any("._se_" in k for k in state):
         raise ValueError(f"not an EfficientNet-Lite0 state_dict ({n_blocks} blocks)")

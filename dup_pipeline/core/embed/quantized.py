@@ -24,13 +24,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
 from PIL import Image, ImageDraw, ImageFilter
 
 from dup_pipeline.core.demo import CLASSES, draw_class_image
@@ -85,8 +78,10 @@ def calibration_images() -> list[Image.Image]:
     return images
 
 
-class _Batches(CalibrationDataReader):
-    """Feeds preprocessed calibration batches to the calibrator."""
+class _Batches:
+    """Feeds preprocessed calibration batches to the calibrator: a ``CalibrationDataReader`` by its
+    ``get_next`` (the ABC's subclass hook), so onnxruntime.quantization and onnx (20 MiB) are imported
+    only when a model is built."""
 
     def __init__(self, inputs: np.ndarray) -> None:
         self._inputs = inputs
@@ -123,6 +118,8 @@ def build_int8_model(fp32_path: str | os.PathLike[str], output_path: str | os.Pa
                      reduce_range: bool = True) -> None:
     """Quantize the fp32 EfficientNet-Lite0 at ``fp32_path`` into ``output_path`` (not atomic);
     ``reduce_range``: 7-bit weights (exact without VNNI) or full 8-bit weights."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     reader = _Batches(effnet_lite0.preprocess(calibration_images()))
     with _no_preprocess_hint():
         quantize_static(
