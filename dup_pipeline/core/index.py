@@ -34,7 +34,12 @@ DISTANCES: dict[str, int] = {
 # quantized codes silently return wrong distances (PQ) or abort the process (SQ).
 MANHATTAN_MODES = "Flat, HNSW<M>, HNSW<M>,Flat, IVF<nlist>,Flat"
 _MANHATTAN_MODE_RE = re.compile(r"Flat|HNSW\d+(,Flat)?|IVF\d+,Flat")
-ADD_BATCH = 65_536
+ADD_BATCH_BYTES = 64 * 2**20  # vectors copied (normalized) per index.add: 13,107 rows at d=1280
+
+
+def batch_rows(dim: int) -> int:
+    """Rows of ``dim`` float32 values that fit in ``ADD_BATCH_BYTES`` (at least 1)."""
+    return max(1, ADD_BATCH_BYTES // (4 * dim))
 
 
 def _check_distance(distance: str) -> int:
@@ -224,7 +229,7 @@ def build_index(
     train_sample: int = 100_000,
     num_threads: int | None = None,
 ) -> faiss.Index:
-    """Build a faiss index over ``features`` (n, d); a np.memmap is streamed in 65,536-row batches.
+    """Build a faiss index over ``features`` (n, d); a np.memmap is streamed in batches of ``ADD_BATCH_BYTES``.
 
     ``faiss_mode`` is a ``faiss.index_factory`` string. Indexes that need training (IVF, PQ, SQ...)
     are trained on ``train_sample`` random rows (fixed seed). ``faiss_param`` is applied after
@@ -245,8 +250,9 @@ def build_index(
                     f"faiss_mode {faiss_mode!r} cannot be trained on {len(rows)} vectors (IVF<n> needs at least n, "
                     f"PQ at least 256 per codebook; use Flat or HNSW32 for small sets): {err}") from None
         apply_params(index, faiss_mode, faiss_param)
-        for start in range(0, n, ADD_BATCH):
-            index.add(_rows(features, slice(start, start + ADD_BATCH), distance))
+        step = batch_rows(d)
+        for start in range(0, n, step):
+            index.add(_rows(features, slice(start, start + step), distance))
     return index
 
 
@@ -301,8 +307,9 @@ def add_rows(index: faiss.Index, features: np.ndarray, start: int, distance: str
     """Append ``features[start:]`` to ``index`` in batches (a memmap is streamed); return rows added."""
     n = features.shape[0]
     with _threads(num_threads):
-        for first in range(start, n, ADD_BATCH):
-            index.add(_rows(features, slice(first, min(n, first + ADD_BATCH)), distance))
+        step = batch_rows(features.shape[1])
+        for first in range(start, n, step):
+            index.add(_rows(features, slice(first, min(n, first + step)), distance))
     return max(0, n - start)
 
 

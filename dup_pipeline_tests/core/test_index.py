@@ -124,8 +124,12 @@ def test_memmap_input_is_streamed_not_modified(tmp_path, planted, monkeypatch):
     mm[:] = x2
     mm.flush()
     features = np.memmap(path, dtype=np.float32, mode="r", shape=x.shape)
-    monkeypatch.setattr(ix, "ADD_BATCH", 300)  # several add batches
+    assert ix.batch_rows(1280) == 13_107  # 64 MiB of float32 rows at the default model's width
+    added, real_rows = [], ix._rows
+    monkeypatch.setattr(ix, "_rows", lambda *args: added.append(real_rows(*args)) or added[-1])
+    monkeypatch.setattr(ix, "ADD_BATCH_BYTES", 300 * 4 * x.shape[1])  # several add batches of 300 rows
     index = ix.build_index(features, "Flat")
+    assert [len(rows) for rows in added] == [300] * 6 + [200]  # 2,000 rows
     np.testing.assert_array_equal(np.asarray(features), x2)
     sims, ids = ix.search(index, features, k=3, batch=128)
     ref_sims, ref_ids = ix.search(ix.build_index(x, "Flat"), x, k=3)
