@@ -1,8 +1,9 @@
 """The clean list: the files to keep for training, and why each other file is dropped.
 
 Dropped: bad files (their error code), every member of a duplicate group but one (the group's
-representative: the most pixels, then the lowest index), and, when asked, outliers and images
-whose label is likely wrong. Duplicate groups are the connected components (pairs at or above
+representative: the most pixels, then the first file name, so that the choice does not depend on
+the order in which files were found), and, when asked, outliers and images whose label is likely
+wrong. Duplicate groups are the connected components (pairs at or above
 ``ccthreshold``, verified), or byte-identical files when components were not computed.
 """
 
@@ -47,7 +48,7 @@ def clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labe
     stats = pl.read_parquet(work.image_stats_parquet).select("index", (pl.col("width") * pl.col("height")).alias("px"))
     groups = _groups(work, full).join(stats, on="index", how="inner").join(manifest, on="index")
     if groups.height:
-        ranked = groups.sort(["group", "px", "index"], descending=[False, True, False])
+        ranked = groups.sort(["group", "px", "filename"], descending=[False, True, False])
         representative = ranked.group_by("group", maintain_order=True).first().select(
             "group", pl.col("index").alias("rep"), pl.col("filename").alias("rep_name"))
         reasons.append(ranked.join(representative, on="group").filter(pl.col("index") != pl.col("rep")).select(

@@ -180,3 +180,22 @@ def test_a_moved_work_dir_recomputes_a_stage_whose_file_it_lost(tmp_path):
     (moved / "image_issues.parquet").unlink()  # the first work_dir still has its copy
     run_pipeline(PipelineConfig(images, str(moved)), features=False)
     assert (moved / "image_issues.parquet").exists()
+
+
+def test_clean_list_keeps_the_same_duplicate_whatever_order_the_files_were_found_in(tmp_path):
+    from dup_pipeline.core.atomic import write_parquet
+    from dup_pipeline.core.clean import clean_list
+
+    def kept(paths: list[str]) -> list[str]:
+        work = WorkDir(tmp_path / "-".join(paths))
+        work.root.mkdir()
+        write_parquet(pl.DataFrame({"index": [0, 1], "path": paths, "missing": [False, False]}), work.manifest)
+        write_parquet(pl.DataFrame({"index": [], "error_code": []}, schema={"index": pl.Int64, "error_code": pl.Utf8}),
+                      work.bad_files_parquet)
+        write_parquet(pl.DataFrame({"index": [0, 1], "width": [64, 64], "height": [48, 48]}), work.image_stats_parquet)
+        write_parquet(pl.DataFrame({"__id": [0, 1], "component_id": [0, 0], "count": [2, 2]}),
+                      work.components_parquet)
+        return clean_list(work).keep["filename"].to_list()
+
+    # same pixels: the first file name wins, not the first index (an incremental run appends new files last)
+    assert kept(["b.jpg", "a.jpg"]) == kept(["a.jpg", "b.jpg"]) == ["a.jpg"]
