@@ -80,13 +80,13 @@ result = fd2.run(annotations=df_annot, ccthreshold=0.9, threshold=0.8)
     ("labelled: similarity", "result = fd2.similarity()"),
     ("labelled: outliers", "result = fd2.outliers()"),
     ("labelled: summary", "result = fd2.summary()"),
-    ("labelled: component_gallery slice", "result = fd2.vis.component_gallery(slice='circles')"),
+    ("labelled: component_gallery slice", "result = fd2.vis.component_gallery(slice='beach')"),
     ("labelled: component_gallery slice diff", "result = fd2.vis.component_gallery(num_images=25, slice='diff')"),
     ("labelled: outliers_gallery", "result = fd2.vis.outliers_gallery(num_images=5)"),
     ("labelled: similarity_gallery", "result = fd2.vis.similarity_gallery()"),
     ("labelled: similarity_gallery diff", "result = fd2.vis.similarity_gallery(slice='diff')"),
     ("labelled: duplicates_gallery label_col", "result = fd2.vis.duplicates_gallery(label_col='label', num_images=5)"),
-    ("labelled: stats_gallery slice", "result = fd2.vis.stats_gallery(metric='dark', slice='circles')"),
+    ("labelled: stats_gallery slice", "result = fd2.vis.stats_gallery(metric='dark', slice='landscapes')"),
     ("labelled: component_gallery group_by label", "result = fd2.vis.component_gallery(group_by='label')"),
     ("labelled: component_gallery lazy_load max_width",
      "result = fd2.vis.component_gallery(lazy_load=True, max_width=900)"),
@@ -111,7 +111,7 @@ result = fd3.run(annotations=od, overwrite=True, num_images=10000)
     ("fd.init_search", "result = fd.init_search(5)"),
     ("fd.search", "result = fd.search(Q)"),
     ("fd.feature_vector", "result = fd.feature_vector(Q)"),
-    ("fd.feature_vectors", "result = fd.feature_vectors([Q, 'demo/images/train/waves/waves_000.jpg'])"),
+    ("fd.feature_vectors", "result = fd.feature_vectors([Q, 'demo/images/train/flowers/flowers_000.jpg'])"),
     ("load_binary_feature", "files, mat = fastdup.load_binary_feature('w1/atrain_features.dat', d=D); result = (files, mat)"),
     ("save_binary_feature", "result = fastdup.save_binary_feature('w_sb', files, mat)"),
     ("generate_sprite_image", "result = fastdup.generate_sprite_image(files[:10], 10, 'w_sprite')"),
@@ -188,7 +188,7 @@ def child(impl: str, out: str) -> None:
 
         width = 1280
     namespace = {"fastdup": fastdup, "pd": pd, "np": np, "os": os, "IMPL": impl, "D": width,
-                 "Q": "demo/images/train/circles/circles_000.jpg"}
+                 "Q": "demo/images/train/landscapes/landscapes_000.jpg"}
     records, blur = [], {}
     for name, code in CALLS:
         expect_raise = code.startswith("RAISES;")

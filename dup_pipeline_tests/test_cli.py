@@ -57,7 +57,7 @@ def test_cli_options_resource_fields_and_fastdup_names_come_from_settings(tmp_pa
     for f in SETTINGS_FIELDS:
         assert options[f.name].default == f.default, f.name
         assert getattr(resource, f.name) == f.default, f.name
-    assert Settings().threshold == 0.9 and Settings().faiss_mode == "auto"
+    assert Settings().threshold == Settings().ccthreshold == 0.8 and Settings().faiss_mode == "auto"
     assert fastdup_names()["outlier_percentile"] == "lower_threshold" and fastdup_names()["annotations"] == "labels"
     assert resource.pipeline_config() == Settings().pipeline_config("in", "out")
     images = tmp_path / "images"

@@ -18,6 +18,7 @@ from dup_pipeline.core.inputs import InputSpec
 from dup_pipeline.core.labels import LABELS_SCHEMA
 from dup_pipeline.core.pipeline import ModelConfig, RunSummary, run_pipeline
 from dup_pipeline.core.search import ImageSearch, embed_files
+from dup_pipeline.core.similarity import GraphConfig
 from dup_pipeline.core.workdir import WorkDir
 from dup_pipeline.fastdup_compat.annotations import prepare_annotations
 from dup_pipeline.fastdup_compat.boxes import crop_boxes, crop_names, remove_crops
@@ -35,6 +36,7 @@ from dup_pipeline.fastdup_compat.summary import print_summary, summary_sentences
 from dup_pipeline.fastdup_compat.visualizer import Visualizer
 
 log = logging.getLogger("dup_pipeline")
+DEFAULTS = GraphConfig()  # the cut-offs a work_dir without a recorded config was made with
 
 
 def clear_outputs(work: WorkDir) -> None:
@@ -325,8 +327,10 @@ class Fastdup:
         lines = summary_sentences(
             total=self.num_instances(valid_only=False), invalid=len(self.invalid_instances()),
             components=components,
-            thresholds=(graph.get("threshold", 0.9), graph.get("ccthreshold", 0.9)),
-            outliers=outliers, lower_threshold=graph.get("lower_threshold", 0.05), stats=stats,
+            thresholds=(graph.get("threshold", DEFAULTS.threshold),
+                        graph.get("ccthreshold", DEFAULTS.ccthreshold)),
+            outliers=outliers, lower_threshold=graph.get("lower_threshold", DEFAULTS.lower_threshold),
+            stats=stats,
             blur_threshold=blur_threshold, brightness_threshold=brightness_threshold,
             darkness_threshold=darkness_threshold, noun="images" if crop_names(self.work) is None else "objects")
         if verbose:

@@ -9,10 +9,11 @@ from dup_pipeline.core.embed.crop import CropBox
 from dup_pipeline.core.embed.model import ModelError, inspect_model
 from dup_pipeline.core.features import load_binary, load_features
 from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, run_pipeline
+from dup_pipeline.core.similarity import GraphConfig
 from dup_pipeline.core.workdir import WorkDir
 from dup_pipeline_tests.conftest import noise_image, save_image
 
-DEFAULT_THRESHOLD = 0.9
+DEFAULT_THRESHOLD = GraphConfig().threshold  # the calibrated default
 
 
 def _similarities(demo_dataset, demo_run):

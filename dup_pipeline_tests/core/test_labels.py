@@ -179,12 +179,12 @@ def test_bad_label_files_get_clear_errors(demo_dataset, demo_run, tmp_path):
     with pytest.raises(LabelsError, match="'filename' column"):
         load_labels(no_column, manifest, demo_dataset.images)
     unknown = tmp_path / "b.csv"
-    unknown.write_text("filename,label\ntrain/circles/circles_000.jpg,circles\nnope/ghost1.jpg,x\nghost2.png,y\n")
+    unknown.write_text("filename,label\ntrain/landscapes/landscapes_000.jpg,landscapes\nnope/ghost1.jpg,x\nghost2.png,y\n")
     with pytest.raises(LabelsError, match="2 labeled file names are not among the input images.*ghost1.jpg"):
         load_labels(unknown, manifest, demo_dataset.images)
     with pytest.raises(LabelsError, match="does not exist"):
         load_labels(tmp_path / "missing.csv", manifest, demo_dataset.images)
-    partial = load_labels(pd.DataFrame({"filename": ["train/circles/circles_000.jpg"], "label": ["circles"]}),
+    partial = load_labels(pd.DataFrame({"filename": ["train/landscapes/landscapes_000.jpg"], "label": ["landscapes"]}),
                           manifest, demo_dataset.images)
     assert partial.height == 1 and partial["split"].null_count() == 1
 
@@ -192,8 +192,8 @@ def test_bad_label_files_get_clear_errors(demo_dataset, demo_run, tmp_path):
 def test_labels_from_folder_names(demo_dataset, demo_run):
     manifest = pl.read_parquet(f"{demo_run.work_dir}/manifest.parquet")
     labels = labels_from_folders(manifest, demo_dataset.images)
-    row = labels.filter(pl.col("filename").str.ends_with("train/circles/circles_000.jpg")).row(0, named=True)
-    assert (row["label"], row["split"]) == ("circles", "train")
+    row = labels.filter(pl.col("filename").str.ends_with("train/landscapes/landscapes_000.jpg")).row(0, named=True)
+    assert (row["label"], row["split"]) == ("landscapes", "train")
 
 
 def test_label_and_leakage_galleries_show_the_planted_cases(demo_dataset, labeled_run):

@@ -115,9 +115,9 @@ def test_labelled_notebook(labelled, truth, tmp_path):
     cc, _ = fd.connected_components()
     assert {"label", "split"} <= set(cc.columns) and cc["label"].notna().all()
     assert {"label_from", "label_to", "split_from"} <= set(fd.similarity().columns)
-    assert fd.vis.component_gallery(slice="circles", save_path=str(tmp_path)) == 0
+    assert fd.vis.component_gallery(slice="beach", save_path=str(tmp_path)) == 0
     page = (tmp_path / "components.html").read_text()
-    assert "circles_" in page and "waves_00" not in page
+    assert "beach_" in page and "flowers_00" not in page
     diff = fd.vis.similarity_gallery(slice="diff", save_path=str(tmp_path))  # fastdup's: one row per image
     assert list(diff.columns[:3]) == ["from", "to", "distance"] and {"label", "label2", "score", "length"} <= set(
         diff.columns)
