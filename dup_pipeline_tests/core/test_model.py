@@ -12,6 +12,7 @@ from dup_pipeline.core.embed import effnet_lite0
 from dup_pipeline.core.embed.model import Embedder, inspect_model
 from dup_pipeline.core.config import Settings
 from dup_pipeline.core.errors import ConfigError, ModelError
+from dup_pipeline.core.scan import DecodeSettings
 from dup_pipeline.core.pipeline import ModelConfig, PipelineConfig, run_pipeline
 from dup_pipeline.fastdup_compat.params import translate
 from dup_pipeline_tests.conftest import noise_image, save_image
@@ -149,3 +150,11 @@ def test_preprocess_setting_reaches_the_spec_and_is_checked(tmp_path) -> None:
         Settings(preprocess="pad")
     with pytest.raises(ConfigError, match="preprocess must be one of crop, squash, got 'pad'"):
         ModelConfig(preprocess="pad")
+
+
+def test_a_changed_preprocess_changes_the_features_tag() -> None:
+    """Stored vectors made with another preprocessing are stale: the range is embedded again."""
+    decode = DecodeSettings()
+    crop = ModelConfig(model_path="efficientnet_lite0").features_tag(decode)
+    assert crop != ModelConfig(model_path="efficientnet_lite0", preprocess="squash").features_tag(decode)
+    assert crop == ModelConfig(model_path="efficientnet_lite0", preprocess="crop").features_tag(decode)
