@@ -1,4 +1,4 @@
-"""Peak memory and speed, side by side: ``dup-pipeline run`` (in variants) and fastdup 2.54 on the same folders.
+"""Peak memory and speed, side by side: ``dup-pipeline run`` (variants) and fastdup 2.54 on the same folders.
 
     python benchmarks/bench_rss.py FOLDER [FOLDER ...] [--rounds 2] [--no-labels]
         [--fastdup-python /work/fastdup_venv/bin/python]
@@ -77,10 +77,16 @@ def parse_variant(text: str) -> tuple[str, list[str], dict[str, str]]:
     return name, args, env
 
 
+def report(folder: Path, files: int, tool: str, round_: int, wall: float, peak: float) -> None:
+    print(json.dumps({"folder": str(folder), "files": files, "tool": tool, "round": round_, "wall_s": round(wall, 1),
+                      "images_per_s": round(files / wall, 1), "peak_rss_mib": round(peak)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--variant", action="append", default=[], help="NAME='CLI options KEY=VALUE ...'")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="NAME='CLI options KEY=VALUE ...'")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--fastdup-python", default="/work/fastdup_venv/bin/python")
     parser.add_argument("--no-labels", action="store_true", help="run without --labels")
@@ -99,17 +105,13 @@ def main() -> None:
                 cmd = [sys.executable, "-c", CLI, "run", str(images), str(work), "--quiet", *labels, *extra]
                 results.setdefault((str(folder), name), []).append(run(cmd, env, scratch / f"{name}.log"))
                 wall, peak = results[(str(folder), name)][-1]
-                print(json.dumps({"folder": str(folder), "files": files, "tool": name, "round": round_,
-                                  "wall_s": round(wall, 1), "images_per_s": round(files / wall, 1),
-                                  "peak_rss_mib": round(peak)}), flush=True)
+                report(folder, files, name, round_, wall, peak)
             if args.fastdup_python:
                 shutil.rmtree(scratch / "fastdup", ignore_errors=True)
                 cmd = [args.fastdup_python, str(HERE / "fastdup_peer.py"), str(images), str(scratch / "fastdup")]
                 wall, peak = run(cmd, {"SENTRY_OPT_OUT": "1", "FASTDUP_PRODUCTION": "1"}, scratch / "fastdup.log")
                 results.setdefault((str(folder), "fastdup"), []).append((wall, peak))
-                print(json.dumps({"folder": str(folder), "files": files, "tool": "fastdup", "round": round_,
-                                  "wall_s": round(wall, 1), "images_per_s": round(files / wall, 1),
-                                  "peak_rss_mib": round(peak)}), flush=True)
+                report(folder, files, "fastdup", round_, wall, peak)
         print("| folder | tool | files | best images/s | lowest peak RSS MiB | RSS / fastdup's |")
         print("|---|---|---|---|---|---|")
         fastdup = results.get((str(folder), "fastdup"))
@@ -118,7 +120,8 @@ def main() -> None:
                 continue
             peak = min(p for _, p in runs)
             ratio = f"{peak / min(p for _, p in fastdup):.2f}×" if fastdup else "–"
-            print(f"| {folder.name} | {tool} | {files} | {files / min(w for w, _ in runs):.1f} | {peak:.0f} | {ratio} |")
+            best = files / min(w for w, _ in runs)
+            print(f"| {folder.name} | {tool} | {files} | {best:.1f} | {peak:.0f} | {ratio} |")
     shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -50,6 +50,7 @@ from dup_pipeline.core.embed.model import (
 )
 from dup_pipeline.core.embed.quantized import _dead_leaves, _pink_noise, int8_model_name, int8_model_spec
 from dup_pipeline.core.errors import ModelError
+from dup_pipeline.core.memory import release_free_memory
 
 CHOICE_VERSION = 2  # bump when the probe images, preprocessing, measures or thresholds change (2: centre crop)
 MIN_COSINE_MIN = 0.96
@@ -58,6 +59,7 @@ MAX_COPY_SHIFT = 0.03
 CONFIDENT = 0.3
 MIN_SPEEDUP = 1.25
 ROUNDS = 5
+PROBE_BATCH = 8  # images per model call, as a run feeds them (16 at once: twice the activation memory)
 CANDIDATES = ((INT8_FULL_MODEL, False), (INT8_MODEL, True))  # (name, reduce_range), in order of preference
 _PROBE_SEED = 7
 
@@ -102,14 +104,21 @@ def _copy_similarities(vectors: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", vectors[:half], vectors[half:])
 
 
+def _embed(embedder: Embedder, prepared: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``embedder.run`` :data:`PROBE_BATCH` images at a time; the outputs joined."""
+    parts = [embedder.run(prepared[s:s + PROBE_BATCH]) for s in range(0, len(prepared), PROBE_BATCH)]
+    logits = [p[1] for p in parts]
+    return np.concatenate([p[0] for p in parts]), None if logits[0] is None else np.concatenate(logits)
+
+
 def measure(fp32: ModelSpec, candidate: ModelSpec, rounds: int = ROUNDS) -> Agreement:
     """Compare ``candidate`` with ``fp32`` on :func:`probe_images` (see the module's doc)."""
     reference, other = Embedder(fp32), Embedder(candidate)
     images = probe_images()
     prepared_ref = [reference.prepare(im) for im in images]
     prepared = [other.prepare(im) for im in images]
-    vec_ref, logits_ref = reference.run(prepared_ref)
-    vec, logits = other.run(prepared)
+    vec_ref, logits_ref = _embed(reference, prepared_ref)
+    vec, logits = _embed(other, prepared)
     cosine = np.einsum("ij,ij->i", vec_ref, vec)
     shift = np.abs(_copy_similarities(vec_ref) - _copy_similarities(vec))
     top1 = True
@@ -120,9 +129,9 @@ def measure(fp32: ModelSpec, candidate: ModelSpec, rounds: int = ROUNDS) -> Agre
     ratios = []
     for _ in range(rounds):
         start = time.perf_counter()
-        reference.run(prepared_ref)
+        _embed(reference, prepared_ref)
         middle = time.perf_counter()
-        other.run(prepared)
+        _embed(other, prepared)
         ratios.append((middle - start) / max(time.perf_counter() - middle, 1e-9))
     return Agreement(float(cosine.min()), float(cosine.mean()), float(shift.max()), top1,
                      float(statistics.median(ratios)))
@@ -198,6 +207,7 @@ def auto_model_spec() -> ModelSpec:
             if decision is None:
                 decision = _decide(fp32)
                 write_json(decision, path)
+                release_free_memory()  # the probe sessions' buffers, before the run loads its model
     name = decision["model"]
     spec = fp32 if name == FP32_MODEL else int8_model_spec(dict(CANDIDATES)[name])
     return replace(spec, description=f"{name} (auto: {decision['reason']})")
