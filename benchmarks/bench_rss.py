@@ -1,14 +1,15 @@
 """Peak memory and speed, side by side: ``dup-pipeline run`` (variants) and fastdup 2.54 on the same folders.
 
-    python benchmarks/bench_rss.py FOLDER [FOLDER ...] [--rounds 2] [--no-labels]
+    python benchmarks/bench_rss.py FOLDER [FOLDER ...] [--rounds 2]
         [--fastdup-python /work/fastdup_venv/bin/python]
-        [--variant NAME='--batch-size 32 MALLOC_ARENA_MAX=8' ...]
+        [--variant NAME='--labels {labels} --batch-size 32 MALLOC_ARENA_MAX=8' ...]
 
 Each FOLDER is one of ``benchmarks/planted_folder.py`` (``FOLDER/images``, ``FOLDER/labels.csv``).
-Per round, every variant of ``dup-pipeline run FOLDER/images WORK [--labels FOLDER/labels.csv]``
-(a fresh WORK each time) and then fastdup's ``run()`` (``benchmarks/fastdup_peer.py``, its own
-venv, offline) run one after the other, so machine load hits all alike. A variant adds CLI options
-and ``KEY=VALUE`` environment variables to the default command (``default``: none). Peak RSS is
+Per round, every variant of ``dup-pipeline run FOLDER/images WORK`` (a fresh WORK each time) and
+then fastdup's ``run()`` (``benchmarks/fastdup_peer.py``, its own venv, offline) run one after the
+other, so machine load hits all alike. A variant adds CLI options (``{labels}`` stands for
+``FOLDER/labels.csv``) and ``KEY=VALUE`` environment variables to the command; the default is
+``labels='--labels {labels}'`` (as ``bench_e2e.py`` runs it). Peak RSS is
 the sum of RSS over the process tree sampled every 0.2 s (psutil), as ``bench_e2e.py`` measures
 it. Prints one JSON line per run, then per folder and tool the lowest peak RSS and the best
 images/s over the rounds, and the ratio of each variant's peak RSS to fastdup's.
@@ -78,20 +79,21 @@ def parse_variant(text: str) -> tuple[str, list[str], dict[str, str]]:
 
 
 def report(folder: Path, files: int, tool: str, round_: int, wall: float, peak: float) -> None:
-    print(json.dumps({"folder": str(folder), "files": files, "tool": tool, "round": round_, "wall_s": round(wall, 1),
-                      "images_per_s": round(files / wall, 1), "peak_rss_mib": round(peak)}), flush=True)
+    print(json.dumps({"folder": str(folder), "files": files, "tool": tool, "round": round_,
+                      "wall_s": round(wall, 1), "images_per_s": round(files / wall, 1),
+                      "peak_rss_mib": round(peak)}), flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME='CLI options KEY=VALUE ...'")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--fastdup-python", default="/work/fastdup_venv/bin/python")
-    parser.add_argument("--no-labels", action="store_true", help="run without --labels")
     args = parser.parse_args()
-    variants = [parse_variant(v) for v in args.variant] or [("default", [], {})]
+    variants = [parse_variant(v) for v in args.variant or ["labels=--labels {labels}"]]
     scratch = Path(tempfile.mkdtemp(prefix="bench_rss_"))
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for folder in args.folders:
@@ -101,15 +103,17 @@ def main() -> None:
             for name, extra, env in variants:
                 work = scratch / "work"
                 shutil.rmtree(work, ignore_errors=True)
-                labels = [] if args.no_labels else ["--labels", str(folder / "labels.csv")]
-                cmd = [sys.executable, "-c", CLI, "run", str(images), str(work), "--quiet", *labels, *extra]
+                options = [a.replace("{labels}", str(folder / "labels.csv")) for a in extra]
+                cmd = [sys.executable, "-c", CLI, "run", str(images), str(work), "--quiet", *options]
                 results.setdefault((str(folder), name), []).append(run(cmd, env, scratch / f"{name}.log"))
                 wall, peak = results[(str(folder), name)][-1]
                 report(folder, files, name, round_, wall, peak)
             if args.fastdup_python:
                 shutil.rmtree(scratch / "fastdup", ignore_errors=True)
-                cmd = [args.fastdup_python, str(HERE / "fastdup_peer.py"), str(images), str(scratch / "fastdup")]
-                wall, peak = run(cmd, {"SENTRY_OPT_OUT": "1", "FASTDUP_PRODUCTION": "1"}, scratch / "fastdup.log")
+                cmd = [args.fastdup_python, str(HERE / "fastdup_peer.py"), str(images),
+                       str(scratch / "fastdup")]
+                offline = {"SENTRY_OPT_OUT": "1", "FASTDUP_PRODUCTION": "1"}
+                wall, peak = run(cmd, offline, scratch / "fastdup.log")
                 results.setdefault((str(folder), "fastdup"), []).append((wall, peak))
                 report(folder, files, "fastdup", round_, wall, peak)
         print("| folder | tool | files | best images/s | lowest peak RSS MiB | RSS / fastdup's |")
