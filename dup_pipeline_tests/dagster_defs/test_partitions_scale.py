@@ -26,7 +26,6 @@ from dup_pipeline.dagster_defs.definitions import build_definitions
 from dup_pipeline_tests.dagster_defs.test_automation import scratch_dagster_home, write_datasets_yaml
 from dup_pipeline_tests.dagster_defs.test_ui import CHROMIUM, _free_port, _wait_for
 
-pytestmark = pytest.mark.slow  # a webserver start and a scan of 50 ranges: ~1 min on a loaded machine
 REPO = Path(__file__).resolve().parents[2]
 FILES, MATERIALIZED = 1000, 50
 KEYS = [f"{i}-{i}" for i in range(FILES)]
@@ -136,6 +135,7 @@ def graphql(port: int, query: str, variables: dict) -> tuple[dict, float]:
     return answer["data"], time.perf_counter() - start
 
 
+@pytest.mark.slow  # a webserver start and a scan of 50 ranges: ~1 min on a loaded machine
 def test_webserver_lists_1000_partitions_and_their_status(big, tmp_path, monkeypatch):
     with scratch_dagster_home(tmp_path / "home") as home:
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
