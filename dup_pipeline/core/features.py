@@ -111,6 +111,16 @@ def _reusable(work: WorkDir, dim: int, model_id: str, model: str) -> tuple[list[
     return kept, None if "dirty_from" in meta else meta["count"]
 
 
+def _grown_rows(before: list[dict], parts: list[RangeFeatures]) -> int:
+    """Rows at the start of ``parts[0]`` that ``features.dat`` already holds: all of ``before[0]``'s when
+    that range only grew (images appended to it: its earlier rows hash to its recorded digest), else 0."""
+    if not before or not parts or before[0]["rows"] > parts[0].index.height:
+        return 0
+    old, part = before[0]["rows"], parts[0]
+    same = rows_digest(part.index["index"].to_numpy()[:old], part.vectors[:old]) == before[0]["digest"]
+    return old if same else 0
+
+
 def _write_rows(path: Path, start_row: int, parts: list[RangeFeatures], count: int, dim: int) -> None:
     """Overwrite ``path`` from ``start_row`` with ``parts``, cut it to ``count`` rows, and flush to disk."""
     with open(path, "r+b") as handle:
@@ -132,7 +142,8 @@ def assemble_features(
 
     ``features.json`` lists every range with its rows and digest (:func:`rows_digest`) and the
     range's committed vectors file (``source``). Ranges whose source is unchanged and lie before the
-    first changed one keep their bytes; from there the file is overwritten in place and cut to size,
+    first changed one keep their bytes, and so do that range's earlier rows when it only grew (their
+    digest is unchanged: images appended); from there the file is overwritten in place and cut to size,
     between a ``features.json`` marked ``dirty_from`` (written first) and the new one (written last,
     the commit). A run killed in between leaves the marker, and the next run rewrites from
     ``dirty_from``. When nothing can be kept, or the matrix would shrink below its committed rows
@@ -161,11 +172,14 @@ def assemble_features(
     old_index = pl.read_parquet(work.features_parquet).head(start_row).select(list(FEATURE_INDEX_SCHEMA)) \
         if start_row else pl.DataFrame(schema=FEATURE_INDEX_SCHEMA)
     index = pl.concat([old_index, *[p.index.select(list(FEATURE_INDEX_SCHEMA)) for p in parts]])
-    if work.features_meta.exists():  # features.dat changes from start_row on: not committed until the end
-        marked = {**json.loads(work.features_meta.read_text()), "dirty_from": start_row}
+    grown = _grown_rows(before[kept:], parts)  # the first changed range's earlier rows, if they are unchanged
+    first, writes = start_row + grown, [RangeFeatures(p.index[grown:], p.vectors[grown:]) if i == 0 else p
+                                        for i, p in enumerate(parts)]
+    if work.features_meta.exists():  # features.dat changes from ``first`` on: not committed until the end
+        marked = {**json.loads(work.features_meta.read_text()), "dirty_from": first}
         write_json(marked, work.features_meta)
-    if start_row and count >= (committed or 0):
-        _write_rows(work.features_dat, start_row, parts, count, dim)
+    if first and count >= (committed or 0):
+        _write_rows(work.features_dat, first, writes, count, dim)
     else:  # nothing kept, or shrinking: a new file (rows memory-mapped elsewhere stay readable)
         with atomic_path(work.features_dat) as tmp:
             if start_row:

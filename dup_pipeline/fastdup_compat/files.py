@@ -50,7 +50,12 @@ def _link(source: Path, target: Path) -> None:
 
 
 def write_fastdup_files(work: WorkDir, names: Rename, paths_in_csv: bool) -> None:
-    """Write fastdup's names beside ours; ``names`` maps our absolute paths to the file names shown."""
+    """Write fastdup's names beside ours; ``names`` maps our absolute paths to the file names shown.
+
+    ``atrain_features.dat`` is a hard link to ``features.dat``, not a copy (no second 5 KB per image):
+    a rerun that appends to ``features.dat`` in place changes it too, and this call, made after every
+    run, rewrites ``atrain_features.dat.csv`` to match (a copy kept from an earlier run must be a copy).
+    """
     _link(work.features_dat, work.root / FEATURES)
     _link(work.faiss_index, work.root / NNF_INDEX)
     if work.features_parquet.exists():

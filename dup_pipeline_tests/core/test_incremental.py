@@ -160,3 +160,21 @@ def _full_rerun(tmp_path, work: str):
     shutil.rmtree(clean / "stages")
     run_pipeline(_config(tmp_path, "clean", "Flat"))
     return clean
+
+
+def test_facade_link_grows_with_features_dat_and_its_csv_matches(tmp_path):
+    import dup_pipeline as fastdup
+
+    images = tmp_path / "images"
+    for i in range(6):
+        _colour(images, f"a{i}.png", i)
+    fd = fastdup.create(work_dir=str(tmp_path / "fd"), input_dir=str(images))
+    assert fd.run(print_summary=False) == 0
+    link, ours = tmp_path / "fd" / "atrain_features.dat", tmp_path / "fd" / "features.dat"
+    inode = ours.stat().st_ino
+    _colour(images, "b.png", 99)
+    assert fd.run(print_summary=False) == 0
+    assert ours.stat().st_ino == link.stat().st_ino == inode  # appended in place: the link is the same file
+    files, matrix = fastdup.load_binary_feature(str(link))
+    assert len(files) == 7 and files[-1].endswith("b.png") and matrix.shape == (7, 1280)
+    assert np.array_equal(matrix, np.asarray(load_features(WorkDir(tmp_path / "fd")).matrix))
