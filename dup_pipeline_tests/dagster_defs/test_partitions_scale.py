@@ -24,7 +24,7 @@ from dup_pipeline.dagster_defs.automation import RANGE_END, RANGE_START
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.definitions import build_definitions
 from dup_pipeline_tests.dagster_defs.test_automation import scratch_dagster_home, write_datasets_yaml
-from dup_pipeline_tests.dagster_defs.test_ui import CHROMIUM, _free_port, _wait_for
+from dup_pipeline_tests.dagster_defs.test_ui import CHROMIUM, _free_port, _wait_for, playwright
 
 REPO = Path(__file__).resolve().parents[2]
 FILES, MATERIALIZED = 1000, 50
@@ -153,7 +153,6 @@ def test_webserver_lists_1000_partitions_and_their_status(big, tmp_path, monkeyp
 
 def _partitions_page(port: int) -> None:
     """The asset's Partitions tab in headless Chromium lists the 1,000 partitions with their status."""
-    playwright = pytest.importorskip("playwright.sync_api", reason="GraphQL checked; the page check needs it")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         page = browser.new_page()
