@@ -5,9 +5,9 @@
 the dimension, the row count, the model's id and which model ran and why (``model``, e.g.
 ``efficientnet_lite0_int8_full (auto: agreement 0.993 (min 0.988), 1.71x)``) and, per offset range,
 its rows and their digest (``ranges``): the commit marker of ``features.dat``, written last. A rerun
-overwrites ``features.dat`` in place from the first changed range on (images added to the last range
-append), so the index, the neighbour search and the fastdup facade's hard link ``atrain_features.dat``
-(the same file) see the earlier rows unchanged; see :func:`assemble_features`. The matrix is always
+appends added images' rows to ``features.dat`` in place (the fastdup facade's hard link
+``atrain_features.dat`` is the same file and grows with it) and otherwise copies the unchanged rows into
+a new file: committed rows never change in place; see :func:`assemble_features`. The matrix is always
 read memory-mapped.
 """
 
@@ -142,12 +142,13 @@ def assemble_features(
 
     ``features.json`` lists every range with its rows and digest (:func:`rows_digest`) and the
     range's committed vectors file (``source``). Ranges whose source is unchanged and lie before the
-    first changed one keep their bytes, and so do that range's earlier rows when it only grew (their
-    digest is unchanged: images appended); from there the file is overwritten in place and cut to size,
-    between a ``features.json`` marked ``dirty_from`` (written first) and the new one (written last,
-    the commit). A run killed in between leaves the marker, and the next run rewrites from
-    ``dirty_from``. When nothing can be kept, or the matrix would shrink below its committed rows
-    (another process may have those rows memory-mapped), the file is rewritten atomically instead.
+    first changed one keep their rows, and so do that range's earlier rows when it only grew (their
+    digest is unchanged: images appended). When every committed row is kept (images were added) the
+    new rows are appended in place, between a ``features.json`` marked ``dirty_from`` (written first)
+    and the new one (written last, the commit); a run killed in between leaves the marker, and the next
+    run writes again from ``dirty_from``. Committed rows never change in place (a reader, or the fastdup
+    facade's hard link, may hold them): when a range changed or lost rows, the kept rows are copied into
+    a new file that replaces ``features.dat`` atomically.
     """
     _check_range_models(work, manifest.height, range_size, model_id)
     current = [(r, range_features_source(work, r)) for r in offset_ranges(manifest.height, range_size)]
@@ -178,14 +179,14 @@ def assemble_features(
     if work.features_meta.exists():  # features.dat changes from ``first`` on: not committed until the end
         marked = {**json.loads(work.features_meta.read_text()), "dirty_from": first}
         write_json(marked, work.features_meta)
-    if first and count >= (committed or 0):
+    if first and (committed is None or first >= committed):  # an append: committed bytes never change
         _write_rows(work.features_dat, first, writes, count, dim)
-    else:  # nothing kept, or shrinking: a new file (rows memory-mapped elsewhere stay readable)
+    else:  # committed rows change: a new file, the kept rows copied (readers keep the old one mapped)
         with atomic_path(work.features_dat) as tmp:
-            if start_row:
-                old = np.memmap(work.features_dat, dtype=np.float32, mode="r", shape=(start_row, dim))
-                parts.insert(0, RangeFeatures(old_index, old))
-            _write_rows(tmp, 0, parts, count, dim)
+            if first:
+                old = np.memmap(work.features_dat, dtype=np.float32, mode="r", shape=(first, dim))
+                writes.insert(0, RangeFeatures(index.head(first), old))
+            _write_rows(tmp, 0, writes, count, dim)
     index = index.join(manifest.select("index", pl.col("path").alias("filename")), on="index", how="left")
     if class_names:
         labels = dict(enumerate(class_names))

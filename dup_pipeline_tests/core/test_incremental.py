@@ -134,19 +134,24 @@ def test_kill_while_appending_leaves_a_state_the_rerun_repairs(tmp_path, monkeyp
     assert matrix.shape == (26, 3) and len(files) == 26
 
 
-def test_deleted_image_falls_back_to_a_rewrite_and_a_full_search(tmp_path, monkeypatch):
+@pytest.mark.parametrize("change", ["deleted", "changed"])
+def test_deleted_or_changed_image_rewrites_a_new_file_and_searches_every_row(tmp_path, monkeypatch, change):
     _mean_color_model(tmp_path / "m.onnx")
     images = tmp_path / "images"
     for i in range(20):
         _colour(images, f"a{i:02d}.png", i)
     run_pipeline(_config(tmp_path, "work", "Flat"))
     dat = tmp_path / "work" / "features.dat"
-    inode = dat.stat().st_ino
-    (images / "a17.png").unlink()  # the last range shrinks: its earlier ranges are copied into a new file
+    inode, before = dat.stat().st_ino, dat.read_bytes()
+    reader = np.memmap(dat, dtype=np.uint8, mode="r")  # e.g. an ImageSearch in another process
+    if change == "deleted":
+        (images / "a17.png").unlink()  # the last range shrinks
+    else:
+        _colour(images, "a09.png", 77)  # a middle range changes: committed rows would change
     searches = _searches(monkeypatch)
     run_pipeline(_config(tmp_path, "work", "Flat"))
-    assert dat.stat().st_ino != inode  # shrunk: rewritten atomically (readers keep the old file)
-    assert searches == [(19, 19)]  # every row searched again
+    assert dat.stat().st_ino != inode and reader.tobytes() == before  # committed rows never change in place
+    assert searches == [(dat.stat().st_size // 12,) * 2]  # every row searched again
     _assert_same_outputs(tmp_path / "work", _full_rerun(tmp_path, "work"))
 
 
