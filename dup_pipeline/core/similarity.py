@@ -29,6 +29,7 @@ from dup_pipeline.core.index import (
     add_rows,
     auto_faiss_mode,
     apply_params,
+    batch_rows,
     build_index,
     format_params,
     load_index,
@@ -231,7 +232,7 @@ def find_neighbours(
         sims, ids = _add_neighbours(index, features.matrix, *earlier, k, config, num_threads)
     else:
         sims, ids = search_reranked(index, features.matrix, k, RERANK_FACTOR, config.distance,
-                                    num_threads=num_threads)
+                                    batch=batch_rows(features.dim), num_threads=num_threads)
     manifest_ids = np.where(ids >= 0, rows[np.clip(ids, 0, None)], -1) if n else ids
     with atomic_path(work.knn) as tmp:
         with open(tmp, "wb") as handle:
@@ -272,7 +273,8 @@ def _add_neighbours(index: faiss.Index, matrix: np.ndarray, sims: np.ndarray, id
     new_sims, new_ids = search_reranked(index, matrix, k, RERANK_FACTOR, distance, num_threads=num_threads,
                                         first=m)
     fresh = build_index(matrix[m:], "Flat", distance)
-    best_sims, best_ids = search(fresh, matrix[:m], min(k, n - m), distance, num_threads=num_threads)
+    best_sims, best_ids = search(fresh, matrix[:m], min(k, n - m), distance, batch=batch_rows(matrix.shape[1]),
+                                 num_threads=num_threads)
     best_ids = np.where(best_ids >= 0, best_ids + m, -1)
     last = np.where(np.isnan(sims[:, -1]), -np.inf, sims[:, -1])
     changed = np.flatnonzero(np.nan_to_num(best_sims[:, 0], nan=-np.inf) >= last - MERGE_SLACK)
