@@ -36,35 +36,43 @@ def build_manifest(
     object's stamp from the store's listing) are unchanged keeps its previous hash without being
     read again; shard members and video frames take the hash their listing computed; everything
     else is hashed (BLAKE2b-128 of the bytes; objects ``sources.read_concurrency`` at a time).
+    Previous rows come first, in their order, then new names; a name no longer listed stays as a
+    row marked missing. Built in columns (about 100 bytes per image besides ``entries``, where
+    rows of Python tuples and dicts took ~0.3-0.5 KB).
     """
-    known: dict[str, tuple[int, int, int, str | None]] = {}
-    order: list[str] = []
-    if previous is not None and previous.height:
-        for row in previous.iter_rows(named=True):
-            known[row["path"]] = (row["index"], row["size"], row["mtime_ns"], row["content_hash"])
-            order.append(row["path"])
-    current = {e.name: e for e in entries}
-    new_paths = [e.name for e in entries if e.name not in known]
-
-    def unchanged(entry: Entry) -> bool:
-        old = known.get(entry.name)
-        return old is not None and old[1:3] == (entry.size, entry.stamp) and old[3] is not None
-
-    needs_hash = [p for p in order + new_paths
-                  if p in current and not unchanged(current[p]) and current[p].content_hash is None]
-    hashes = content_hashes(needs_hash, sources)  # read lazily, in the loop's order
-    rows: list[tuple[int, str, int, int, str | None, bool]] = []
-    for path in order + new_paths:
-        index = known[path][0] if path in known else len(rows)
-        entry = current.get(path)
-        if entry is None:
-            rows.append((index, path, -1, -1, None, True))
-        else:
-            digest = known[path][3] if unchanged(entry) else entry.content_hash or next(hashes)[1]
-            rows.append((index, path, entry.size, entry.stamp, digest, False))
+    listed = pl.DataFrame(
+        {"path": [e.name for e in entries], "size": [e.size for e in entries],
+         "mtime_ns": [e.stamp for e in entries], "listed_hash": [e.content_hash for e in entries]},
+        schema={"path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "listed_hash": pl.String},
+    ).unique("path", keep="last", maintain_order=True)
+    old = (previous if previous is not None else pl.DataFrame(schema=MANIFEST_SCHEMA)).select(
+        "index", "path", old_size="size", old_mtime="mtime_ns", old_hash="content_hash")
+    new = listed.filter(~pl.col("path").is_in(old["path"].implode()))
+    appended = new.with_columns(index=pl.int_range(old.height, old.height + new.height, dtype=pl.Int64))
+    rows = pl.concat([old.join(listed, on="path", how="left", maintain_order="left"), appended],
+                     how="diagonal_relaxed")
+    present = pl.col("size").is_not_null()
+    unchanged = ((pl.col("old_size") == pl.col("size")) & (pl.col("old_mtime") == pl.col("mtime_ns"))
+                 & pl.col("old_hash").is_not_null()).fill_null(False)
+    rows = rows.with_columns(unchanged=unchanged)
+    needs_hash = present & ~pl.col("unchanged") & pl.col("listed_hash").is_null()
+    to_hash = rows.with_row_index("position").filter(needs_hash)
+    if progress is not None:
+        progress(rows.height - to_hash.height)
+    digests = []
+    for _, digest in content_hashes(to_hash["path"].to_list(), sources):  # read lazily, in the rows' order
+        digests.append(digest)
         if progress is not None:
             progress(1)
-    return pl.DataFrame(rows, schema=MANIFEST_SCHEMA, orient="row")
+    hashed = pl.repeat(None, rows.height, dtype=pl.String, eager=True).alias("hashed")
+    if digests:
+        hashed = hashed.scatter(to_hash["position"], pl.Series(digests, dtype=pl.String))
+    content_hash = (pl.when(~present).then(None).when("unchanged").then("old_hash")
+                    .otherwise(pl.coalesce("listed_hash", "hashed")))
+    return rows.with_columns(hashed).select(
+        "index", "path", pl.col("size").fill_null(-1), pl.col("mtime_ns").fill_null(-1),
+        content_hash.alias("content_hash"), (~present).alias("missing"),
+    ).cast(MANIFEST_SCHEMA)
 
 
 def exact_duplicate_groups(manifest: pl.DataFrame) -> pl.DataFrame:
