@@ -140,10 +140,10 @@ SCENES = ("landscapes", "foliage", "flowers", "beach")
 def _fractal(rng: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:
     """Zero-mean, unit-variance noise with a 1/f^(beta/2) amplitude spectrum (larger beta: smoother)."""
     h, w = shape
-    f = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :])
+    f = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]).astype(np.float32)
     f[0, 0] = np.inf
-    spectrum = (rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f ** (beta / 2)
-    field = np.fft.irfft2(spectrum, s=(h, w))
+    real, imag = rng.normal(size=f.shape).astype(np.float32), rng.normal(size=f.shape).astype(np.float32)
+    field = np.fft.irfft2((real + 1j * imag) / f ** np.float32(beta / 2), s=(h, w))
     return (field - field.mean()) / (field.std() + 1e-9)
 
 
@@ -157,7 +157,8 @@ def _ridge(rng: np.random.Generator, n: int, beta: float) -> np.ndarray:
 
 
 def _mix(a: object, b: object, t: object) -> np.ndarray:
-    return np.asarray(a, float) * (1 - np.asarray(t, float)) + np.asarray(b, float) * np.asarray(t, float)
+    a, b, t = (np.asarray(v, np.float32) for v in (a, b, t))
+    return a + (b - a) * t
 
 
 def _rgb(rng: np.random.Generator, low: list[float], high: list[float]) -> np.ndarray:
@@ -181,7 +182,7 @@ def _hsv(hue: float, saturation: float, value: float) -> np.ndarray:
 def _sky(rng: np.random.Generator, kind: int, size: tuple[int, int]) -> np.ndarray:
     """A sky of ``kind`` 0 day, 1 sunset, 2 overcast: a vertical gradient with fractal clouds."""
     w, h = size
-    yy = np.linspace(0, 1, h)[:, None, None]
+    yy = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
     if kind == 0:
         top, horizon = _rgb(rng, [20, 60, 140], [110, 150, 250]), _rgb(rng, [160, 180, 200], [240, 240, 255])
     elif kind == 1:
@@ -189,15 +190,17 @@ def _sky(rng: np.random.Generator, kind: int, size: tuple[int, int]) -> np.ndarr
     else:
         grey = rng.uniform(110, 210)
         top, horizon = np.full(3, grey - 25) + rng.uniform(-8, 8, 3), np.full(3, grey + 20)
-    sky = _mix(top, horizon, yy ** rng.uniform(0.4, 2.0)) * np.ones((h, w, 3))
+    sky = np.broadcast_to(_mix(top, horizon, yy ** np.float32(rng.uniform(0.4, 2.0))), (h, w, 3))
     clouds = _fractal(rng, (h, w), rng.uniform(2.0, 3.2))
     cover = np.clip((clouds - rng.uniform(0.0, 2.0)) * rng.uniform(0.3, 1.0), 0, 1)[..., None]
     return _mix(sky, np.full(3, rng.uniform(200, 255)), cover)
 
 
 def _photo(arr: np.ndarray, rng: np.random.Generator, noise: float = 3.0) -> Image.Image:
-    """Float pixels to an 8-bit image with sensor noise."""
-    return Image.fromarray(np.clip(arr + rng.normal(0, noise, arr.shape), 0, 255).astype(np.uint8), "RGB")
+    """Float pixels to an 8-bit image with ``noise`` (standard deviation) of sensor noise (drawn even
+    when 0, which keeps the random stream, hence the images of a seed, as they were)."""
+    jitter = rng.normal(0, noise, arr.shape).astype(np.float32)
+    return Image.fromarray(np.clip(arr + jitter, 0, 255).astype(np.uint8), "RGB")
 
 
 def _landscape(rng: np.random.Generator, index: int, size: tuple[int, int]) -> Image.Image:
@@ -430,6 +433,8 @@ def draw_scene(label: str, rng: np.random.Generator, index: int = 0,
 def _save(img: Image.Image, path: Path, fmt: str = "JPEG", **kwargs) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
+    if fmt == "PNG":
+        kwargs.setdefault("compress_level", 1)  # fast; the pixels are the same
     img.save(buf, fmt, **kwargs)
     path.write_bytes(buf.getvalue())
 

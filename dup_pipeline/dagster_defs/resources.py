@@ -37,7 +37,9 @@ class DatasetResource(_SettingsFields):
     max_duplicate_fraction: float = Field(default=0.2, description="Check: images in similar pairs / images.")
     max_isolated_fraction: float = Field(default=0.1, description="Check: images whose nearest neighbour is "
                                          "below isolation_similarity / images.")
-    isolation_similarity: float = 0.5
+    isolation_similarity: float = Field(default=0.3, description="An image whose nearest neighbour is less "
+                                        "similar is isolated (0.3: about the 5% most isolated real photographs, "
+                                        "docs/calibration.md).")
     max_label_error_rate: float = Field(default=0.05, description="Check: likely wrong labels / judged images.")
     max_leakage_pairs: int = Field(default=0, description="Check: near-duplicate pairs across splits.")
     failing_checks: list[str] = Field(

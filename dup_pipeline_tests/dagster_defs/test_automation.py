@@ -28,7 +28,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from PIL import Image
 from polars.testing import assert_frame_equal
 
-from dup_pipeline.core.demo import CLASSES, draw_class_image
+from dup_pipeline.core.demo import SCENES, draw_class_image, draw_scene
 from dup_pipeline.dagster_defs.audit import materialize_dataset
 from dup_pipeline.dagster_defs.automation import RANGE_END, RANGE_START, audit_request, register_partitions
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
@@ -80,13 +80,14 @@ def reconstructable_audit_job() -> ReconstructableJob:
 
 
 def make_images(folder: Path, count: int, first: int = 0, prefix: str = "img") -> list[Path]:
-    """``count`` distinct synthetic class images ``<prefix>_<i>.jpg`` (deterministic per ``i``)."""
+    """``count`` distinct photo-like scenes ``<prefix>_<i>.jpg`` (deterministic per ``i``; no two pair at
+    the default threshold)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(first, first + count):
         path = folder / f"{prefix}_{i:03d}.jpg"
-        draw_class_image(CLASSES[i % len(CLASSES)], np.random.default_rng(1000 + i), IMAGE_SIZE).save(path,
-                                                                                                       quality=90)
+        scene = draw_scene(SCENES[i % len(SCENES)], np.random.default_rng(1000 + i), i, IMAGE_SIZE)
+        scene.save(path, quality=90)
         paths.append(path)
     return paths
 
