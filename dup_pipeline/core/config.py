@@ -156,9 +156,10 @@ class Settings:
                                        "Crop before embedding: 'row_y=,col_x=,height=,width='.")
     batch_size: int = _option(ModelConfig, "batch_size", "Images per model call.")
     compute: str = _option(ModelConfig, "compute", "cpu, or gpu (needs onnxruntime-gpu).", choices=COMPUTE)
-    preprocess: str = _option(ModelConfig, "preprocess", "How images reach the model's input size: crop (scale "
-                              "the shorter side, cut the centre) or squash (resize the whole image, aspect "
-                              "ratio lost; how features before version 4 were made).", choices=PREPROCESS)
+    preprocess: str = _option(ModelConfig, "preprocess", "How images reach the model's input size: crop (the "
+                              "central 87.5% of the centred square window, the ImageNet evaluation crop) or "
+                              "squash (the whole image resized, aspect ratio lost; as before features "
+                              "version 4; suits panoramas).", choices=PREPROCESS)
     faiss_mode: str = _option(GraphConfig, "faiss_mode", "faiss.index_factory string (Flat = exact), or "
                               "auto: HNSW32 below 50,000 images, else PCA256,IVF<4*sqrt(n)>,Flat "
                               "nprobe=32; approximate modes are re-ranked to exact similarities.",
