@@ -65,19 +65,26 @@ def rerank(features: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k:
 
 
 def _exact(q: np.ndarray, rows: np.ndarray, distance: str) -> np.ndarray:
-    """Similarity of each query (b, d) with its candidate rows (b, c, d), as :func:`search` defines it.
+    """Similarity of each query (b, d) with its candidate rows (b, c, d), as :func:`search` defines it."""
+    b, c, d = rows.shape
+    return pair_similarities(q, rows.reshape(b * c, d), np.arange(b * c).reshape(b, c), distance)
+
+
+def pair_similarities(q: np.ndarray, y: np.ndarray, ids: np.ndarray, distance: str) -> np.ndarray:
+    """``(b, c)`` similarities of query ``i`` (row of ``q``) with ``y[ids[i, j]]`` (both already prepared
+    by ``_rows``: normalized for cosine), as :func:`search` defines them.
 
     Each value is computed pair by pair (faiss's ``fvec_inner_product`` / ``fvec_L2sqr``, the functions
     its HNSW and Flat-storage indexes use), so it does not depend on the batch it was computed in.
     """
-    b, c, d = rows.shape
     if distance == "manhattan":
-        return to_similarity(np.abs(rows - q[:, None, :]).sum(axis=2), distance)
-    raw = np.empty((b, c), np.float32)
+        return to_similarity(np.abs(y[ids] - q[:, None, :]).sum(axis=2), distance)
+    raw = np.empty(ids.shape, np.float32)
     by_idx = faiss.fvec_inner_products_by_idx if distance == "cosine" else faiss.fvec_L2sqr_by_idx
-    q, flat = np.ascontiguousarray(q, np.float32), np.ascontiguousarray(rows.reshape(b * c, d), np.float32)
-    ids = np.arange(b * c, dtype=np.int64).reshape(b, c)
-    by_idx(faiss.swig_ptr(raw), faiss.swig_ptr(q), faiss.swig_ptr(flat), faiss.swig_ptr(ids), d, b, c)
+    q, y = np.ascontiguousarray(q, np.float32), np.ascontiguousarray(y, np.float32)
+    ids = np.ascontiguousarray(ids, np.int64)
+    pointers = (faiss.swig_ptr(a) for a in (raw, q, y, ids))
+    by_idx(*pointers, q.shape[1], *ids.shape)
     return to_similarity(raw, distance)
 
 

@@ -30,6 +30,7 @@ from dup_pipeline.core.index import (
     auto_faiss_mode,
     apply_params,
     batch_rows,
+    _rows,
     build_index,
     format_params,
     load_index,
@@ -38,7 +39,13 @@ from dup_pipeline.core.index import (
     search,
 )
 from dup_pipeline.core.manifest import exact_duplicate_groups
-from dup_pipeline.core.rerank import RERANK_FACTOR, needs_rerank, rerank, search_reranked
+from dup_pipeline.core.rerank import (
+    RERANK_FACTOR,
+    needs_rerank,
+    pair_similarities,
+    rerank,
+    search_reranked,
+)
 from dup_pipeline.core.workdir import WorkDir
 
 GRAPH_VERSION = "2"
@@ -266,21 +273,39 @@ def _earlier_neighbours(work: WorkDir, settings: str, features: FeatureMatrix, k
 def _add_neighbours(index: faiss.Index, matrix: np.ndarray, sims: np.ndarray, ids: np.ndarray, k: int,
                     config: GraphConfig, num_threads: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The neighbour lists of all rows from those of the first ``m`` rows (``sims``, ``ids``) after rows
-    were appended (``index`` holds every row): the new rows are searched in the index; an earlier row's
-    list changes only where one of the new rows beats its last neighbour, found exactly by a search of
-    every earlier row among the new rows alone (a Flat index of the new rows: m x new x d work)."""
+    were appended (``index`` holds every row): the new rows are searched in the index, and every earlier
+    row is compared with every new row (m x new x d multiply-adds, the new rows held in memory); a row's
+    list changes only where a new row beats its last neighbour, and then takes the new rows' exact
+    similarities (:func:`pair_similarities`) and is re-sorted as :func:`rerank` sorts."""
     m, n, distance = sims.shape[0], matrix.shape[0], config.distance
     new_sims, new_ids = search_reranked(index, matrix, k, RERANK_FACTOR, distance, num_threads=num_threads,
                                         first=m)
-    fresh = build_index(matrix[m:], "Flat", distance)
-    best_sims, best_ids = search(fresh, matrix[:m], min(k, n - m), distance, batch=batch_rows(matrix.shape[1]),
-                                 num_threads=num_threads)
-    best_ids = np.where(best_ids >= 0, best_ids + m, -1)
-    last = np.where(np.isnan(sims[:, -1]), -np.inf, sims[:, -1])
-    changed = np.flatnonzero(np.nan_to_num(best_sims[:, 0], nan=-np.inf) >= last - MERGE_SLACK)
-    if changed.size:
-        merged = np.concatenate([ids[changed], best_ids[changed]], axis=1)
-        sims[changed], ids[changed] = rerank(matrix, np.asarray(matrix[changed]), merged, k, distance)
+    fresh = None if distance == "cosine" else build_index(matrix[m:], "Flat", distance)
+    new = _rows(matrix, slice(m, n), distance)  # prepared as rerank prepares candidate rows
+    width, step = min(k, n - m), batch_rows(matrix.shape[1])
+    last = np.where(np.isnan(sims[:, -1]), -np.inf, sims[:, -1]) - MERGE_SLACK
+    for start in range(0, m, step):
+        block = slice(start, min(m, start + step))
+        q = _rows(matrix, block, distance)
+        if fresh is None:  # cosine: one matrix product (the new rows are few), candidates by it
+            score = q @ new.T
+            hit = np.flatnonzero(score.max(axis=1) >= last[block])
+            part = np.argpartition(-score[hit], width - 1, axis=1) if width < n - m else None
+            candidates = part[:, :width] if part is not None else np.tile(np.arange(n - m), (len(hit), 1))
+        else:
+            found, candidates = search(fresh, matrix[block], width, distance, num_threads=num_threads)
+            hit = np.flatnonzero(np.nan_to_num(found[:, 0], nan=-np.inf) >= last[block])
+            candidates = candidates[hit]
+        if not hit.size:
+            continue
+        rows = start + hit
+        exact = pair_similarities(q[hit], new, np.maximum(candidates, 0), distance)
+        both_sims = np.concatenate([sims[rows], np.where(candidates >= 0, exact, np.nan)], axis=1)
+        both_ids = np.concatenate([ids[rows], np.where(candidates >= 0, candidates + m, -1)], axis=1)
+        by_id, by_sim = np.where(both_ids < 0, n, both_ids), np.where(np.isnan(both_sims), np.inf, -both_sims)
+        order = np.lexsort((by_id, by_sim), axis=1)[:, :k]  # best first, equal similarities by row
+        sims[rows] = np.take_along_axis(both_sims, order, 1)
+        ids[rows] = np.take_along_axis(both_ids, order, 1)
     return np.concatenate([sims, new_sims]), np.concatenate([ids, new_ids])
 
 

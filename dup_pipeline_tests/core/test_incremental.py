@@ -35,9 +35,10 @@ def _colour(images, name: str, seed: int) -> None:
     save_image(images / name, Image.fromarray(pixels, "RGB"))
 
 
-def _config(tmp_path, work: str, faiss_mode: str) -> PipelineConfig:
+def _config(tmp_path, work: str, faiss_mode: str, distance: str = "cosine") -> PipelineConfig:
     model = ModelConfig(model_path=str(tmp_path / "m.onnx"), normalization="raw")
-    graph = GraphConfig(faiss_mode=faiss_mode, nearest_neighbors_k=3, threshold=0.99, ccthreshold=0.99)
+    graph = GraphConfig(faiss_mode=faiss_mode, nearest_neighbors_k=3, threshold=0.99, ccthreshold=0.99,
+                        distance=distance)
     return PipelineConfig(tmp_path / "images", str(tmp_path / work), range_size=8, num_threads=1,
                           model=model, graph=graph)
 
@@ -69,16 +70,17 @@ def _searches(monkeypatch) -> list[tuple[int, int]]:
     return calls
 
 
-@pytest.mark.parametrize("faiss_mode", ["Flat", "auto"])
+@pytest.mark.parametrize(("faiss_mode", "distance"),
+                         [("Flat", "cosine"), ("auto", "cosine"), ("Flat", "manhattan")])
 def test_added_images_append_in_place_search_only_new_rows_and_equal_a_full_run(tmp_path, monkeypatch,
-                                                                                faiss_mode):
+                                                                                faiss_mode, distance):
     _mean_color_model(tmp_path / "m.onnx")
     images = tmp_path / "images"
     for i in range(30):
         _colour(images, f"a{i:02d}.png", i)
     for copy in ("a05_copy1.png", "a05_copy2.png"):  # byte-identical copies: equal similarities
         shutil.copyfile(images / "a05.png", images / copy)
-    run_pipeline(_config(tmp_path, "work", faiss_mode))
+    run_pipeline(_config(tmp_path, "work", faiss_mode, distance))
     work = tmp_path / "work"
     dat = work / "features.dat"
     inode, first_rows = dat.stat().st_ino, dat.read_bytes()[: 24 * 3 * 4]
@@ -91,15 +93,15 @@ def test_added_images_append_in_place_search_only_new_rows_and_equal_a_full_run(
     monkeypatch.setattr(features_module, "_write_rows", lambda path, start, parts, count, dim: (
         writes.append((path == dat, start, count)), real_write(path, start, parts, count, dim)))
     searches = _searches(monkeypatch)
-    summary = run_pipeline(_config(tmp_path, "work", faiss_mode))
+    summary = run_pipeline(_config(tmp_path, "work", faiss_mode, distance))
     assert summary.embedded == 6 and summary.graph.index_rows_added == 6
     assert dat.stat().st_ino == inode and dat.read_bytes()[: 24 * 3 * 4] == first_rows
     assert writes == [(True, 32, 38)]  # ranges 0-7 .. 24-31 untouched; 32-39 written in place
-    assert searches[0] == (38, 6)  # the index searched for the 6 new rows only...
-    assert searches[1] == (6, 32)  # ...and the 32 earlier rows among the 6 new ones
+    assert searches[0] == (38, 6)  # the index searched for the 6 new rows only; the 32 earlier rows compared
+    assert searches[1:] == ([] if distance == "cosine" else [(6, 32)])  # with them (cosine: one product)
     assert "dirty_from" not in json.loads((work / "features.json").read_text())
 
-    run_pipeline(_config(tmp_path, "clean", faiss_mode))
+    run_pipeline(_config(tmp_path, "clean", faiss_mode, distance))
     _assert_same_outputs(work, tmp_path / "clean")
 
 
