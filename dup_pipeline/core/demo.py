@@ -501,7 +501,7 @@ def generate_demo(root: str | Path, per_class: int = 12, seed: int = DEFAULT_SEE
         rel = add(f"train/{label}/{label}_004_blurred.jpg", blurred, label, "train")
         truth["blurred"].append([blur_rel, rel])
     dark_src = originals["landscapes"][5][1]
-    dark = ImageEnhance.Brightness(dark_src).enhance(0.06)
+    dark = ImageEnhance.Brightness(dark_src).enhance(0.1)
     truth["dark"].append(add("train/landscapes/landscapes_dark.jpg", dark, "landscapes", "train"))
     bright_src = originals["foliage"][5][1]
     bright = Image.eval(bright_src, lambda v: 235 + v * 20 // 255)

@@ -59,14 +59,14 @@ def test_flat_mode_2_gives_exactly_the_planted_pairs_without_decoding(demo_datas
 
 @pytest.mark.parametrize("mode", ["IVF4,SQ8", "PCA64,IVF4,Flat"])
 def test_approximate_mode_is_reranked_to_exact_similarities(demo_dataset, flat_work, tmp_path, mode):
-    """8-bit codes or a PCA (scores distorted; nprobe=1 of 4 lists) list every planted copy, each pair with
+    """8-bit codes or a PCA (scores distorted; nprobe=2 of 4 lists) list every planted copy, each pair with
     the exact similarity the Flat run writes."""
     sq_work = tmp_path / "sq_work"
     shutil.copytree(flat_work, sq_work)
     flat_config = PipelineConfig(demo_dataset.images, str(flat_work), graph=GraphConfig(faiss_mode="Flat"))
     run_pipeline(flat_config, run_mode=2)
     run_pipeline(PipelineConfig(demo_dataset.images, str(sq_work),
-                                graph=GraphConfig(faiss_mode=mode, faiss_param="nprobe=1")), run_mode=2)
+                                graph=GraphConfig(faiss_mode=mode, faiss_param="nprobe=2")), run_mode=2)
     flat, sq = (pl.read_parquet(w / "similarity.parquet") for w in (flat_work, sq_work))
     assert _names(demo_dataset, sq) >= _planted_pairs(demo_dataset.ground_truth())
     both = sq.join(flat, on=["from", "to"], suffix="_flat")
@@ -128,7 +128,7 @@ def test_components_group_planted_copies(demo_dataset, demo_run):
     assert cc.columns[:6] == ["__id", "component_id", "count", "mean_distance", "min_distance", "max_distance"]
     info = pl.read_csv(f"{demo_run.work_dir}/components_info.csv")
     groups = info.filter(pl.col("count") > 1)
-    assert (groups["min_exact_similarity"] >= 0.9).all()
+    assert (groups["min_exact_similarity"] >= GraphConfig().ccthreshold).all()
     ranks = pl.read_parquet(f"{demo_run.work_dir}/pagerank_degree.parquet")
     assert ranks.height == demo_run.good and abs(ranks["pagerank"].sum() - 1) < 1e-6
     degree = dict(zip([f.removeprefix(root) for f in ranks["filename"]], ranks["degree"]))
