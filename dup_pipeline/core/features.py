@@ -211,6 +211,13 @@ def load_features(work: WorkDir) -> FeatureMatrix:
     return FeatureMatrix(index, matrix, meta["model_id"], meta.get("model", ""), ranges)
 
 
+def matrix_width(folder: str | os.PathLike[str]) -> int | None:
+    """The row width ``features.json`` in ``folder`` records (None without one); an error while an
+    update of ``features.dat`` is incomplete (its rows are not what the listing says)."""
+    work = WorkDir(folder)
+    return _committed_meta(work)["dim"] if work.features_meta.exists() else None
+
+
 def _committed_meta(work: WorkDir) -> dict:
     meta = json.loads(work.features_meta.read_text())
     if "dirty_from" in meta:
@@ -227,9 +234,7 @@ def load_binary(path: str | os.PathLike[str], d: int | None = None) -> tuple[lis
     """
     path = Path(path)
     files = pl.read_csv(f"{path}.csv")["filename"].to_list()
-    work = WorkDir(path.parent)
-    if work.features_meta.exists():
-        d = d or _committed_meta(work)["dim"]
+    d = d or matrix_width(path.parent)
     if not files:
         return [], np.empty((0, d or 0), dtype=np.float32)
     d = d or path.stat().st_size // 4 // len(files)

@@ -23,6 +23,7 @@ import polars as pl
 from dup_pipeline.core.atomic import atomic_path, write_csv, write_json
 from dup_pipeline.core.config import PipelineConfig
 from dup_pipeline.core.errors import ConfigError, WorkDirError
+from dup_pipeline.core.features import matrix_width
 from dup_pipeline.core.workdir import WorkDir
 
 FEATURES = "atrain_features.dat"
@@ -118,9 +119,14 @@ def load_binary_feature(filename: str | os.PathLike[str], d: int | None = None) 
         raise WorkDirError(f"binary features not found: {str(path)!r} and {str(csv)!r} must both exist")
     files = pd.read_csv(csv)["filename"].tolist()
     matrix = np.fromfile(path, dtype="<f4")
+    width = matrix_width(path.parent)  # a work_dir's features.dat grows in place: its width is recorded
     if not files:
-        return [], matrix.reshape(0, d or 0)
-    d = d or matrix.size // len(files)
+        return [], matrix.reshape(0, d or width or 0)
+    if width and d in (None, width) and matrix.size != len(files) * width:
+        raise WorkDirError(f"{path} holds {matrix.size // width} rows of d={width} but {csv} lists "
+                           f"{len(files)} files: the features grew since the list was written; run the "
+                           "analysis again through this API (fd.run) to rewrite it")
+    d = d or width or matrix.size // len(files)
     if matrix.size != len(files) * d:
         raise ConfigError(f"d={d} does not match {path}: {matrix.size} floats for {len(files)} files "
                           f"(d={matrix.size // len(files)})")

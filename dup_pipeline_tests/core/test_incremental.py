@@ -185,3 +185,8 @@ def test_facade_link_grows_with_features_dat_and_its_csv_matches(tmp_path):
     files, matrix = fastdup.load_binary_feature(str(link))
     assert len(files) == 7 and files[-1].endswith("b.png") and matrix.shape == (7, 1280)
     assert np.array_equal(matrix, np.asarray(load_features(WorkDir(tmp_path / "fd")).matrix))
+    for i in range(7):  # 14 rows of 1280: by file size alone, the stale list's 7 rows would be 2560 wide
+        _colour(images, f"c{i}.png", 100 + i)
+    run_pipeline(PipelineConfig(images, str(tmp_path / "fd")))  # not through the facade: its csv is stale
+    with pytest.raises(WorkDirError, match="holds 14 rows of d=1280 but .* lists 7 files"):
+        fastdup.load_binary_feature(str(link))
