@@ -249,7 +249,8 @@ def find_neighbours(
     return Neighbours(rows, sims, manifest_ids, fingerprint)
 
 
-MERGE_SLACK = 1e-4  # a new row's similarity by faiss may differ from the exact one in the last bits
+# a similarity from a matrix product or a faiss search may differ from the pair-by-pair one in the last bits
+MERGE_SLACK = 1e-4
 
 
 def _earlier_neighbours(work: WorkDir, settings: str, features: FeatureMatrix, k: int,
