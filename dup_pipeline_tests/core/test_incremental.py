@@ -105,6 +105,20 @@ def test_added_images_append_in_place_search_only_new_rows_and_equal_a_full_run(
     _assert_same_outputs(work, tmp_path / "clean")
 
 
+def test_many_added_rows_take_the_full_search(tmp_path, monkeypatch):
+    _mean_color_model(tmp_path / "m.onnx")
+    images = tmp_path / "images"
+    for i in range(20):
+        _colour(images, f"a{i:02d}.png", i)
+    run_pipeline(_config(tmp_path, "work", "Flat"))
+    for i in range(20, 22):
+        _colour(images, f"b{i:02d}.png", i)
+    monkeypatch.setattr(similarity_module, "INCREMENTAL_MIN_ROWS", 1)  # 2 rows > max(1, 5% of 20)
+    searches = _searches(monkeypatch)
+    run_pipeline(_config(tmp_path, "work", "Flat"))
+    assert searches == [(22, 22)]
+
+
 def test_kill_while_appending_leaves_a_state_the_rerun_repairs(tmp_path, monkeypatch):
     _mean_color_model(tmp_path / "m.onnx")
     images = tmp_path / "images"
