@@ -50,8 +50,9 @@ def main() -> None:
     for c in SCENES:
         mine = label == c
         within = sim[mine][:, mine]
+        others = sim[mine][:, ~mine].max()
         print(f"  {c:11s} n={mine.sum():2d} highest {within.max():.3f} "
-              f"median {np.median(within[within > -1]):.3f}  highest to another class {sim[mine][:, ~mine].max():.3f}")
+              f"median {np.median(within[within > -1]):.3f}  highest to another class {others:.3f}")
     print(f"  nearest neighbour of the same class: {(label[sim.argmax(1)] == label).mean():.3f}")
     print("  distinct pairs at or above: " + ", ".join(f"{t}: {int((sim >= t).sum() // 2)}"
                                                      for t in (0.7, 0.75, 0.8, 0.85, 0.9)))
