@@ -62,7 +62,7 @@ def _group_pairs(groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarra
 def knn_pairs(
     sims: np.ndarray,
     ids: np.ndarray,
-    threshold: float = 0.9,
+    threshold: float,
     exact_groups: Sequence[Sequence[int]] | None = None,
 ) -> pl.DataFrame:
     """Similar pairs ``from, to, distance`` (fastdup's similarity.csv) with similarity >= ``threshold``.
