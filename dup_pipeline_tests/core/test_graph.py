@@ -35,7 +35,7 @@ def test_knn_pairs_merges_exact_groups():
     with pytest.raises(ValueError, match="threshold"):
         g.knn_pairs(sims, ids, threshold=np.nan)
     with pytest.raises(ValueError, match="equal shape"):
-        g.knn_pairs(sims, ids[:, :1])
+        g.knn_pairs(sims, ids[:, :1], 0.9)
 
 
 def test_outliers_one_row_per_image_far_vectors_first():
