@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dup_pipeline.core.embed.choice import auto_model_spec
 from dup_pipeline_tests.conftest import noise_image, save_image
 
 # Loaded only by the features that need them: Dagster and its webserver (the UI), onnx and
@@ -33,6 +34,7 @@ def test_cli_import_loads_no_heavy_optional_module() -> None:
 @pytest.mark.slow
 def test_run_without_labels_loads_no_heavy_optional_module(tmp_path: Path) -> None:
     """A whole ``dup-pipeline run`` (model, index, report) without labels never imports them."""
+    auto_model_spec()  # built and chosen here on a fresh cache (building imports onnx), so the run finds them
     for i in range(6):
         save_image(tmp_path / "images" / f"{i}.png", noise_image(i))
     code = ("from dup_pipeline.cli import main\n"
