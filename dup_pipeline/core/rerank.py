@@ -15,11 +15,14 @@ import faiss
 import numpy as np
 
 from dup_pipeline.core.errors import ConfigError
-from dup_pipeline.core.index import _check_matrix, _rows, _threads, to_similarity
+from dup_pipeline.core.index import _check_matrix, _rows, _threads, batch_rows, to_similarity
 
 MAX_FACTOR = 100
 # candidates per result: 2 x (k+1) found 100% of planted copies at 100k and 1M (docs/benchmarks.md)
 RERANK_FACTOR = 2
+# candidate rows gathered per re-ranking batch (each query's candidates x d float32): 148 queries of 22
+# candidates at d=1280; a batch of 1,024 held ~230 MiB at once, the run's largest single allocation
+RERANK_BATCH_BYTES = 16 * 2**20
 # factory parts whose scores are not exact (coarse lists, codes, projections): their results are re-ranked
 _APPROXIMATE_RE = re.compile(r"IVF|PQ|SQ|PCA|OPQ|ITQ|LSH|RR\d|Refine", re.IGNORECASE)
 
@@ -31,7 +34,7 @@ def needs_rerank(faiss_mode: str) -> bool:
 
 
 def rerank(features: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int, distance: str = "cosine",
-           batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+           batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best of each query's ``candidates`` (row ids of ``features``, -1 = none) by exact similarity.
 
     Returns ``(sims, ids)`` like :func:`dup_pipeline.core.index.search`: (n, k), best first (equal
@@ -46,6 +49,7 @@ def rerank(features: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k:
     if not 1 <= k <= candidates.shape[1]:
         raise ConfigError(f"k must be in [1, {candidates.shape[1]}] (candidates per query), got {k}")
     n, width = candidates.shape
+    batch = batch or max(1, RERANK_BATCH_BYTES // (4 * width * features.shape[1]))
     sims = np.full((n, k), np.nan, np.float32)
     ids = np.full((n, k), -1, np.int64)
     for start in range(0, n, batch):
@@ -89,7 +93,7 @@ def pair_similarities(q: np.ndarray, y: np.ndarray, ids: np.ndarray, distance: s
 
 
 def search_reranked(index: faiss.Index, features: np.ndarray, k: int, factor: int, distance: str = "cosine",
-                    batch: int = 65_536, num_threads: int | None = None, first: int = 0,
+                    batch: int | None = None, num_threads: int | None = None, first: int = 0,
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Every row of ``features`` from ``first`` on searched in ``index`` for ``factor * k`` candidates, the
     ``k`` best kept by exact similarity (a drop-in for :func:`dup_pipeline.core.index.search` on a
@@ -106,6 +110,7 @@ def search_reranked(index: faiss.Index, features: np.ndarray, k: int, factor: in
     sims = np.empty((n - first, k), np.float32)
     ids = np.empty((n - first, k), np.int64)
     wide = min(factor * k, max(index.ntotal, 1))
+    batch = batch or batch_rows(features.shape[1])  # query rows per index search (64 MiB)
     for start in range(first, n, batch):
         block = _rows(features, slice(start, start + batch), distance)
         with _threads(num_threads):

@@ -239,7 +239,7 @@ def find_neighbours(
         sims, ids = _add_neighbours(index, features.matrix, *earlier, k, config, num_threads)
     else:
         sims, ids = search_reranked(index, features.matrix, k, RERANK_FACTOR, config.distance,
-                                    batch=batch_rows(features.dim), num_threads=num_threads)
+                                    num_threads=num_threads)
     manifest_ids = np.where(ids >= 0, rows[np.clip(ids, 0, None)], -1) if n else ids
     with atomic_path(work.knn) as tmp:
         with open(tmp, "wb") as handle:
