@@ -57,8 +57,8 @@ class FeatureSettings:
     """The model that embeds images, an optional fixed crop, and the inference batch size."""
 
     embedder: Embedder
-    crop: CropBox | None = None
-    batch_size: int = 32
+    crop: CropBox | None
+    batch_size: int  # from ModelConfig, where its default is stated
 
     def prepare(self, decoded: DecodedImage) -> np.ndarray | None:
         """The model input, or None when the crop box lies outside the image (a bad file)."""
