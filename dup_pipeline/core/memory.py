@@ -3,7 +3,9 @@
 glibc gives threads their own malloc arenas (up to 8 per core). The decode threads, onnxruntime
 and the report's thumbnail threads each free what they allocate, but the freed pages of an arena
 stay resident, so a run's RSS kept what its busiest moment needed (measured with
-``benchmarks/bench_rss.py``). Elsewhere than glibc these are no-ops.
+``benchmarks/bench_rss.py``). glibc also raises its mmap threshold to the largest block freed so far
+(up to 32 MiB), after which decoded images and arrays are carved from the heap, whose freed holes
+stay resident between live blocks. Elsewhere than glibc these are no-ops.
 """
 
 import ctypes
@@ -12,6 +14,9 @@ import os
 ARENA_ENV = "MALLOC_ARENA_MAX"
 ARENAS = 2  # the main thread's arena and one shared by the worker threads
 _M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
+MMAP_THRESHOLD = 128 * 1024  # glibc's initial threshold, kept
+_M_MMAP_THRESHOLD = -3
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -29,6 +34,15 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     if libc is None or ARENA_ENV in os.environ:
         return False
     return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+
+
+def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Give every block of ``threshold`` bytes or more its own mapping, unmapped when freed (glibc no
+    longer raises the threshold), unless the user set ``MALLOC_MMAP_THRESHOLD_``. True when set here."""
+    libc = _glibc()
+    if libc is None or MMAP_ENV in os.environ:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 def release_free_memory() -> bool:

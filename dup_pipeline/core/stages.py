@@ -39,6 +39,7 @@ from dup_pipeline.core.inputs import InputSpec
 from dup_pipeline.core.label_issues import label_error_rate, write_label_issues, write_leakage
 from dup_pipeline.core.labels import labels_from_folders, load_labels
 from dup_pipeline.core.manifest import build_manifest, exact_duplicate_groups
+from dup_pipeline.core.memory import release_free_memory
 from dup_pipeline.core.progress import ProgressSink, silent_progress
 from dup_pipeline.core.range_scan import (
     FEATURES_VERSION,
@@ -687,6 +688,7 @@ def run_stages(ctx: StageContext, names: Sequence[str] | None = None) -> dict[st
     """Run the applicable stages among ``names`` (default all) in the registry's order."""
     for stage in applicable(ctx.config, names):
         run_stage(stage, ctx)
+        release_free_memory()  # what the stage freed, before the next one (labels, report) allocates more
     return ctx.results
 
 

@@ -1,15 +1,20 @@
-"""What a run keeps in memory: the modules it imports, and glibc's malloc arenas."""
+"""What a run keeps in memory: the modules it imports, the model after the range scans, and glibc's malloc."""
 
 import ctypes
 import json
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
 
+import dup_pipeline.core.config as config_module
+import dup_pipeline.core.pipeline as pipeline_module
 from dup_pipeline.core.embed.choice import auto_model_spec
+from dup_pipeline.core.embed.model import Embedder
+from dup_pipeline.core.pipeline import PipelineConfig, run_pipeline
 from dup_pipeline_tests.conftest import noise_image, save_image
 
 # Loaded only by the features that need them: Dagster and its webserver (the UI), onnx and
@@ -58,3 +63,38 @@ def test_arena_limit_is_set_unless_the_user_set_one() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.stdout.split() == ["True"], done.stderr
     assert _python(code, {"MALLOC_ARENA_MAX": "4"}) == "False"
+
+
+@pytest.mark.skipif(not _glibc(), reason="the mmap threshold is glibc's")
+def test_mmap_threshold_is_fixed_unless_the_user_set_one() -> None:
+    code = "from dup_pipeline.core.memory import fix_mmap_threshold; print(fix_mmap_threshold())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.stdout.split() == ["True"], done.stderr
+    assert _python(code, {"MALLOC_MMAP_THRESHOLD_": "65536"}) == "False"
+
+
+def test_model_is_released_before_the_stages_after_the_range_scans(tmp_path: Path, monkeypatch) -> None:
+    """The onnxruntime session (model, arena) is gone once the features are written: the index,
+    label and report stages never hold it."""
+    made: list[weakref.ref] = []
+
+    class Tracked(Embedder):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(weakref.ref(self))
+
+    alive_at_stages: list[int] = []
+
+    def run_stages(ctx, names=None):
+        alive_at_stages.append(sum(ref() is not None for ref in made))
+        return real_run_stages(ctx, names)
+
+    real_run_stages = pipeline_module.run_stages
+    monkeypatch.setattr(config_module, "Embedder", Tracked)
+    monkeypatch.setattr(pipeline_module, "run_stages", run_stages)
+    for i in range(6):
+        save_image(tmp_path / "images" / f"{i}.png", noise_image(i))
+    summary = run_pipeline(PipelineConfig(str(tmp_path / "images"), str(tmp_path / "work"), report=False))
+    assert summary.embedded == 6 and made
+    assert alive_at_stages[-1] == 0  # the stages after the scans (features, index, similarity) start without it
