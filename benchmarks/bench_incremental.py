@@ -319,6 +319,8 @@ def main() -> None:
         inc = run_ours(live / "images", live / "labels.csv", work_inc, logs, args.rss_every, fresh=False,
                        name="incremental")
         print(f"incremental: {inc['wall']:.1f} s", file=sys.stderr)
+        write_section(args.out, render(args, base_truth, added, n_base, n_grown, mach, os.getloadavg(), vers, base,
+                                       inc, None, None), SECTION)  # kept if the full run is cut short
         full = None if args.skip_full else run_ours(live / "images", live / "labels.csv", work_full, logs,
                                                     args.rss_every, name="full_grown")
     finally:
