@@ -15,7 +15,7 @@ from dup_pipeline.core.config import SETTINGS_FIELDS, Settings
 from dup_pipeline.core.sources.names import is_url
 from dup_pipeline.core.demo import generate_demo
 from dup_pipeline.core.errors import DupPipelineError, WorkDirError, exit_code
-from dup_pipeline.core.memory import fix_mmap_threshold, limit_malloc_arenas
+from dup_pipeline.core.memory import limit_malloc_arenas
 from dup_pipeline.core.pipeline import (
     RUN_MODES,
     PipelineConfig,
@@ -96,7 +96,6 @@ def _config(input_spec, work_dir, **options) -> PipelineConfig:
 def main() -> None:
     """Find bad files, duplicates, outliers and image statistics in an image dataset."""
     limit_malloc_arenas()  # before any worker thread starts: freed buffers are not kept per thread
-    fix_mmap_threshold()  # large buffers (decoded images, arrays) are unmapped when freed
 
 
 @main.command()

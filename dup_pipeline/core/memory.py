@@ -4,8 +4,9 @@ glibc gives threads their own malloc arenas (up to 8 per core). The decode threa
 and the report's thumbnail threads each free what they allocate, but the freed pages of an arena
 stay resident, so a run's RSS kept what its busiest moment needed (measured with
 ``benchmarks/bench_rss.py``). glibc also raises its mmap threshold to the largest block freed so far
-(up to 32 MiB), after which decoded images and arrays are carved from the heap, whose freed holes
-stay resident between live blocks. Elsewhere than glibc these are no-ops.
+(up to 32 MiB), after which large arrays are carved from the heap, whose freed holes stay resident
+between live blocks: the range scans keep that (a mapped block per decoded image costs ~3 ms of page
+faults), the stages after them map their large arrays. Elsewhere than glibc these are no-ops.
 """
 
 import ctypes
@@ -15,7 +16,8 @@ ARENA_ENV = "MALLOC_ARENA_MAX"
 ARENAS = 2  # the main thread's arena and one shared by the worker threads
 _M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
 MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
-MMAP_THRESHOLD = 128 * 1024  # glibc's initial threshold, kept
+MMAP_THRESHOLD = 128 * 1024  # glibc's initial threshold: the stages after the range scans
+SCAN_MMAP_THRESHOLD = 32 * 2**20  # glibc's ceiling for the threshold it raises: the range scans
 _M_MMAP_THRESHOLD = -3
 
 

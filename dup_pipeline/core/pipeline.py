@@ -16,7 +16,7 @@ from dup_pipeline.core.image_issues import ISSUES
 from dup_pipeline.core.index import check_index_settings
 from dup_pipeline.core.inputs import InputSpec
 from dup_pipeline.core.manifest import exact_duplicate_groups
-from dup_pipeline.core.memory import release_free_memory
+from dup_pipeline.core.memory import SCAN_MMAP_THRESHOLD, fix_mmap_threshold, release_free_memory
 from dup_pipeline.core.progress import ProgressSink, silent_progress
 from dup_pipeline.core.range_scan import RangeScanOutcome
 from dup_pipeline.core.ranges import check_offsets, ranges_between
@@ -190,9 +190,11 @@ def run_pipeline(
     run_stages(ctx, ["file_manifest"])
     if wants_labels:
         store_labels(config, work, ctx.manifest)  # bad labels fail now, not after hours of work
+    fix_mmap_threshold(SCAN_MMAP_THRESHOLD)  # decoded images reuse heap pages (no page faults per image)
     outcomes = scan_ranges(ctx, ranges_between(ctx.manifest.height, config.range_size, min_offset, max_offset),
                            features)
     release_free_memory()  # the decode threads' and the model's buffers, freed but still resident
+    fix_mmap_threshold()  # the later stages' large arrays are unmapped when freed
     run_stages(ctx, stage_names(run_mode, features))
     return _summary(ctx, outcomes)
 
