@@ -231,3 +231,24 @@ def test_pca_index_for_cosine_is_l2_on_unit_vectors_and_search_reports_cosine(pl
     assert pairs <= found_pairs(index, x)
     with pytest.raises(ValueError, match="does not match the index metric"):
         ix.search(index, x[:5], 3, distance="manhattan")
+
+
+def test_a_projection_trains_on_a_bounded_share_of_the_sample_at_full_width(planted, monkeypatch):
+    x, pairs = planted
+    monkeypatch.setattr(ix, "PRETRAIN_BYTES", 300 * 4 * x.shape[1])  # 300 rows at full width
+    monkeypatch.setattr(ix, "ADD_BATCH_BYTES", 400 * 4 * x.shape[1])  # the sample projected 400 rows at a time
+    widths = []
+    real_rows = ix._rows
+
+    def recording_rows(features, rows, distance):
+        out = real_rows(features, rows, distance)
+        widths.append(len(out))
+        return out
+
+    monkeypatch.setattr(ix, "_rows", recording_rows)
+    index = ix.build_index(x, "PCA32,IVF8,Flat", faiss_param="nprobe=8", train_sample=1500)
+    assert index.is_trained and index.ntotal == len(x)
+    pca = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
+    assert pca.is_trained and pca.d_out == 32
+    assert max(widths) <= 400 and widths[0] == 300  # never the 1,500-row sample (or the 2,000 rows) at once
+    assert pairs <= found_pairs(index, x)
