@@ -3,16 +3,21 @@
 Dropped: bad files (their error code), every member of a duplicate group but one (the group's
 representative: the most pixels, then the first file name, so that the choice does not depend on
 the order in which files were found), and, when asked, outliers and images whose label is likely
-wrong. Duplicate groups are the connected components (pairs at or above
-``ccthreshold``, verified), or byte-identical files when components were not computed.
+wrong. Duplicate groups are the connected components (pairs at or above ``ccthreshold``,
+verified), or byte-identical files when components were not computed. A component member is
+dropped only when it is itself at or above ``ccthreshold`` to the representative: chains of
+look-alikes (a ~ b ~ c, a and c apart) can join large components, and their far ends are kept.
 """
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from dup_pipeline.core.atomic import write_parquet, write_text
+from dup_pipeline.core.index import _rows, batch_rows
 from dup_pipeline.core.manifest import exact_duplicate_groups
+from dup_pipeline.core.rerank import pair_similarities
 from dup_pipeline.core.workdir import CLEAN_LIST, CLEAN_PARQUET, DROPPED_PARQUET, WorkDir
 
 __all__ = ["CLEAN_LIST", "CLEAN_PARQUET", "DROPPED_PARQUET", "CleanList", "clean_list", "write_clean_list"]
@@ -40,6 +45,31 @@ def _groups(work: WorkDir, manifest: pl.DataFrame) -> pl.DataFrame:
     return groups.explode("indexes").select(pl.col("indexes").alias("index"), pl.col("group").cast(pl.Int64))
 
 
+def _near_representative(work: WorkDir, members: pl.DataFrame) -> pl.DataFrame:
+    """The ``members`` (``index, rep``) of components at or above the components' ``ccthreshold`` to their
+    representative, by exact similarity; all of them for byte-identical groups (no components)."""
+    from dup_pipeline.core.features import load_features
+    from dup_pipeline.core.stages import stored_settings
+
+    settings = stored_settings(work, "components")
+    if not members.height or not work.components_parquet.exists() or "ccthreshold" not in settings:
+        return members
+    features = load_features(work)
+    rows = features.index.select("index", "row")
+    pairs = (members.join(rows, on="index").join(rows.rename({"index": "rep", "row": "rep_row"}), on="rep")
+             .select("index", "row", "rep_row"))
+    sims = np.empty(pairs.height, np.float32)
+    step = batch_rows(features.dim)
+    for start in range(0, pairs.height, step):
+        chunk = pairs.slice(start, step)
+        q = _rows(features.matrix, chunk["row"].to_numpy(), settings["distance"])
+        y = _rows(features.matrix, chunk["rep_row"].to_numpy(), settings["distance"])
+        ids = np.arange(chunk.height).reshape(-1, 1)
+        sims[start:start + chunk.height] = pair_similarities(q, y, ids, settings["distance"])[:, 0]
+    near = pairs.filter(pl.Series(sims >= settings["ccthreshold"]))["index"]
+    return members.filter(pl.col("index").is_in(near.implode()))
+
+
 def clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labels: bool = False) -> CleanList:
     """Which files of ``work``'s manifest to keep, and why the others are dropped."""
     full = pl.read_parquet(work.manifest)
@@ -51,7 +81,8 @@ def clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labe
         ranked = groups.sort(["group", "px", "filename"], descending=[False, True, False])
         representative = ranked.group_by("group", maintain_order=True).first().select(
             "group", pl.col("index").alias("rep"), pl.col("filename").alias("rep_name"))
-        reasons.append(ranked.join(representative, on="group").filter(pl.col("index") != pl.col("rep")).select(
+        members = ranked.join(representative, on="group").filter(pl.col("index") != pl.col("rep"))
+        reasons.append(_near_representative(work, members).select(
             "index", ("duplicate: of " + pl.col("rep_name")).alias("reason")))
     if exclude_outliers and work.outliers_parquet.exists():
         outliers = pl.read_parquet(work.outliers_parquet)

@@ -199,3 +199,38 @@ def test_clean_list_keeps_the_same_duplicate_whatever_order_the_files_were_found
 
     # same pixels: the first file name wins, not the first index (an incremental run appends new files last)
     assert kept(["b.jpg", "a.jpg"]) == kept(["a.jpg", "b.jpg"]) == ["a.jpg"]
+
+
+def test_clean_list_keeps_the_far_end_of_a_chain_of_look_alikes(tmp_path):
+    import json
+
+    import numpy as np
+
+    from dup_pipeline.core.atomic import write_parquet
+    from dup_pipeline.core.clean import clean_list
+
+    work = WorkDir(tmp_path)
+    a = np.array([1.0, 0.0, 0.0], np.float32)
+    c = np.array([0.0, 1.0, 0.0], np.float32)
+    b = (a + c) / np.linalg.norm(a + c)  # cos(a, b) = cos(b, c) = 0.707, cos(a, c) = 0
+    vectors = np.stack([a, b, c, a])  # the last: a byte-identical copy of a
+    n = len(vectors)
+    vectors.tofile(work.features_dat)
+    write_parquet(pl.DataFrame({"row": np.arange(n, dtype=np.uint32), "index": np.arange(n)}), work.features_parquet)
+    work.features_meta.write_text(json.dumps({"dim": 3, "count": n, "model_id": "m", "ranges": []}))
+    paths = ["a.jpg", "b.jpg", "c.jpg", "a_copy.jpg"]
+    write_parquet(pl.DataFrame({"index": range(n), "path": paths, "missing": [False] * n}), work.manifest)
+    write_parquet(pl.DataFrame({"index": [], "error_code": []}, schema={"index": pl.Int64, "error_code": pl.Utf8}),
+                  work.bad_files_parquet)
+    write_parquet(pl.DataFrame({"index": range(n), "width": [64, 64, 64, 32], "height": [48] * n}),
+                  work.image_stats_parquet)
+    write_parquet(pl.DataFrame({"__id": range(n), "component_id": [0] * n, "count": [n] * n}), work.components_parquet)
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "components.json").write_text(
+        json.dumps({"settings": {"ccthreshold": 0.7, "distance": "cosine"}}))
+    # one component through b; a is the representative (first name of the largest): b is a look-alike of a and
+    # dropped, c is not (0 to a) and kept, a's exact copy is dropped
+    clean = clean_list(work)
+    assert clean.keep["filename"].to_list() == ["a.jpg", "c.jpg"]
+    assert dict(clean.dropped.select("filename", "reason").iter_rows()) == {
+        "b.jpg": "duplicate: of a.jpg", "a_copy.jpg": "duplicate: of a.jpg"}
