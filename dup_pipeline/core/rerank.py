@@ -15,7 +15,7 @@ import faiss
 import numpy as np
 
 from dup_pipeline.core.errors import ConfigError
-from dup_pipeline.core.index import _check_matrix, _rows, _threads, batch_rows, to_similarity
+from dup_pipeline.core.index import _check_matrix, _rows, _threads, batch_rows, search, to_similarity
 
 MAX_FACTOR = 100
 # candidates per result: 2 x (k+1) found 100% of planted copies at 100k and 1M (docs/benchmarks.md)
@@ -90,6 +90,18 @@ def pair_similarities(q: np.ndarray, y: np.ndarray, ids: np.ndarray, distance: s
     pointers = (faiss.swig_ptr(a) for a in (raw, q, y, ids))
     by_idx(*pointers, q.shape[1], *ids.shape)
     return to_similarity(raw, distance)
+
+
+def search_queries(index: faiss.Index, features: np.ndarray, queries: np.ndarray, k: int, faiss_mode: str,
+                   distance: str = "cosine", num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``features`` (indexed in ``index``, built as ``faiss_mode``) to each of
+    ``queries`` (not rows of ``features``), like :func:`dup_pipeline.core.index.search`; an approximate
+    index's ``RERANK_FACTOR * k`` candidates are re-ranked on ``features``, so every similarity is exact."""
+    if not needs_rerank(faiss_mode):
+        return search(index, queries, k, distance, num_threads=num_threads)
+    wide = min(RERANK_FACTOR * k, max(index.ntotal, 1))
+    _, candidates = search(index, queries, wide, distance, num_threads=num_threads)
+    return rerank(features, queries, candidates, k, distance)
 
 
 def search_reranked(index: faiss.Index, features: np.ndarray, k: int, factor: int, distance: str = "cosine",

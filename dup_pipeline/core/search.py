@@ -11,10 +11,10 @@ from PIL import Image
 from dup_pipeline.core.decode import BadFile, DecodedImage, decode_image, to_rgb
 from dup_pipeline.core.errors import ConfigError, InputError, WorkDirError
 from dup_pipeline.core.features import load_features
-from dup_pipeline.core.index import apply_params, load_index, search
+from dup_pipeline.core.index import apply_params, load_index
 from dup_pipeline.core.pipeline import ModelConfig
 from dup_pipeline.core.range_scan import FeatureSettings
-from dup_pipeline.core.rerank import RERANK_FACTOR, needs_rerank, rerank
+from dup_pipeline.core.rerank import search_queries
 from dup_pipeline.core.similarity import GraphConfig
 from dup_pipeline.core.workdir import WorkDir
 
@@ -44,8 +44,8 @@ def embed_image(settings: FeatureSettings, img: Image.Image, name: str = "query"
 class ImageSearch:
     """The ``k`` nearest indexed images of a query image, by the similarity of the run's distance.
 
-    With an approximate index (IVF, PQ, SQ, PCA...: see :func:`needs_rerank`) ``RERANK_FACTOR`` times as
-    many candidates are re-ranked on the feature matrix, as the similarity stage does, so every
+    With an approximate index (IVF, PQ, SQ, PCA...) candidates are re-ranked on the feature matrix
+    (:func:`dup_pipeline.core.rerank.search_queries`), as the similarity stage does, so every
     similarity is exact.
     """
 
@@ -59,7 +59,7 @@ class ImageSearch:
         built = json.loads(work.index_meta.read_text())["tag"]
         graph = GraphConfig(faiss_mode=built["faiss_mode"], distance=built["distance"],
                             faiss_param=faiss_param or "")
-        self.k, self.distance, self.reranked = k, graph.distance, needs_rerank(graph.faiss_mode)
+        self.k, self.distance, self.faiss_mode = k, graph.distance, graph.faiss_mode
         self.features = load_features(work)
         self.settings = model.feature_settings()
         if self.settings.embedder.spec.model_id != self.features.model_id:
@@ -74,13 +74,8 @@ class ImageSearch:
             return pl.DataFrame(schema={"from": pl.String, "to": pl.String, "distance": pl.Float32,
                                         "index": pl.Int64})
         queries = np.ascontiguousarray(vectors, dtype=np.float32)
-        k = min(self.k, self.index.ntotal)
-        if self.reranked:
-            wide = min(RERANK_FACTOR * k, self.index.ntotal)
-            _, candidates = search(self.index, queries, wide, self.distance)
-            sims, rows = rerank(self.features.matrix, queries, candidates, k, self.distance)
-        else:
-            sims, rows = search(self.index, queries, k, self.distance)
+        sims, rows = search_queries(self.index, self.features.matrix, queries, min(self.k, self.index.ntotal),
+                                    self.faiss_mode, self.distance)
         found = rows >= 0
         table = self.features.index
         query = np.broadcast_to(np.asarray(names, dtype=object)[:, None], rows.shape)[found]

@@ -41,9 +41,8 @@ from dup_pipeline.core.index import (
 from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.rerank import (
     RERANK_FACTOR,
-    needs_rerank,
     pair_similarities,
-    rerank,
+    search_queries,
     search_reranked,
 )
 from dup_pipeline.core.workdir import WorkDir
@@ -392,12 +391,9 @@ def cross_similarity(
     index = load_index(work.faiss_index)
     apply_params(index, config.faiss_mode, config.search_params)
     k = min(config.nearest_neighbors_k, max(index.ntotal, 1))
-    if test.matrix.shape[0] and needs_rerank(config.faiss_mode):  # exact similarities, as in find_neighbours
-        wide = min(RERANK_FACTOR * k, max(index.ntotal, 1))
-        _, candidates = search(index, test.matrix, wide, config.distance, num_threads=num_threads)
-        sims, ids = rerank(train.matrix, test.matrix, candidates, k, config.distance)
-    elif test.matrix.shape[0]:
-        sims, ids = search(index, test.matrix, k, config.distance, num_threads=num_threads)
+    if test.matrix.shape[0]:  # exact similarities with an approximate index, as in find_neighbours
+        sims, ids = search_queries(index, train.matrix, test.matrix, k, config.faiss_mode, config.distance,
+                                   num_threads)
     else:  # every new file was bad: no pairs
         sims, ids = np.empty((0, k), np.float32), np.empty((0, k), np.int64)
     train_rows = train.index["index"].to_numpy()
