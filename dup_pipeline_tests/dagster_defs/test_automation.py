@@ -108,6 +108,16 @@ def write_datasets_yaml(path: Path, name: str, images: Path, work: Path, range_s
     return path
 
 
+def apply_partition_requests(instance: dg.DagsterInstance, data) -> None:
+    """What the daemon does with a tick's dynamic-partition requests."""
+    for request in data.dynamic_partitions_requests:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+
+
 def state_stamps(work: Path) -> dict[str, tuple[int, int]]:
     """Modification times of each finished range's state files (``scan.json``, ``features.json``)."""
     stamps = {}
@@ -206,12 +216,7 @@ def test_sensor_requests_audits_only_for_new_or_changed_images(tmp_path):
 
     def run(data) -> dg.ExecuteInProcessResult:
         """What the daemon does with the tick: apply the partition requests, launch the run request."""
-        for request in data.dynamic_partitions_requests:
-            if isinstance(request, dg.AddDynamicPartitionsRequest):
-                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-            else:
-                for key in request.partition_keys:
-                    instance.delete_dynamic_partition(request.partitions_def_name, key)
+        apply_partition_requests(instance, data)
         (request,) = data.run_requests
         result = job.execute_in_process(instance=instance, tags=request.tags)
         assert result.success

@@ -23,7 +23,11 @@ from PIL import Image
 from dup_pipeline.dagster_defs.automation import RANGE_END, RANGE_START
 from dup_pipeline.dagster_defs.datasets import datasets_from_environment
 from dup_pipeline.dagster_defs.definitions import build_definitions
-from dup_pipeline_tests.dagster_defs.test_automation import scratch_dagster_home, write_datasets_yaml
+from dup_pipeline_tests.dagster_defs.test_automation import (
+    apply_partition_requests,
+    scratch_dagster_home,
+    write_datasets_yaml,
+)
 from dup_pipeline_tests.dagster_defs.test_ui import CHROMIUM, _free_port, _wait_for, playwright
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,16 +67,6 @@ def timed_tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, datase
         data = sensor.evaluate_tick(context)
     times.append(time.perf_counter() - start)
     return data
-
-
-def apply_partition_requests(instance: dg.DagsterInstance, data) -> None:
-    """What the daemon does with a tick's dynamic-partition requests."""
-    for request in data.dynamic_partitions_requests:
-        if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-        else:
-            for key in request.partition_keys:
-                instance.delete_dynamic_partition(request.partitions_def_name, key)
 
 
 def test_sensor_with_1000_partitions_registers_them_once_and_requests_one_audit(big):
