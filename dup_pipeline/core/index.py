@@ -270,12 +270,13 @@ def _train(index: faiss.Index, features: np.ndarray, rows: np.ndarray, distance:
     d = features.shape[1]
     head = _rows(features, rows[::max(1, math.ceil(len(rows) * 4 * d / PRETRAIN_BYTES))], distance)
     transforms = [faiss.downcast_VectorTransform(pre.chain.at(i)) for i in range(pre.chain.size())]
-    for transform in transforms:
+    for i, transform in enumerate(transforms):
         transform.train(head)
-        head = transform.apply(head)
-    projected = []
-    for start in range(0, len(rows), batch_rows(d)):
-        block = _rows(features, rows[start:start + batch_rows(d)], distance)
+        if i + 1 < len(transforms):  # the next transform learns from this one's output
+            head = transform.apply(head)
+    projected, step = [], batch_rows(d)
+    for start in range(0, len(rows), step):
+        block = _rows(features, rows[start:start + step], distance)
         for transform in transforms:
             block = transform.apply(block)
         projected.append(block)
