@@ -161,11 +161,12 @@ class Settings:
                               "squash (the whole image resized, aspect ratio lost; as before features "
                               "version 4; suits panoramas).", choices=PREPROCESS)
     faiss_mode: str = _option(GraphConfig, "faiss_mode", "faiss.index_factory string (Flat = exact), or "
-                              "auto: HNSW32 below 50,000 images, else PCA256,IVF<4*sqrt(n)>,Flat "
+                              "auto: exact Flat below 120,000 images, else PCA256,IVF<4*sqrt(n)>,Flat "
                               "nprobe=32; approximate modes are re-ranked to exact similarities.",
                               fastdup=("nnf_mode",))
     faiss_param: str = _option(GraphConfig, "faiss_param", "faiss search parameters, e.g. 'efSearch=128' "
-                               "(default efSearch=64 for HNSW, nprobe=16 for IVF, 32 for PCA..,IVF).",
+                               "(default efSearch=64 for HNSW, nprobe=16 for IVF, 32 for PCA..,IVF; with auto only "
+                               "nprobe and max_codes, used when it picks the IVF).",
                                fastdup=("nnf_param",))
     distance: str = _option(GraphConfig, "distance", "Similarity measure.", choices=DISTANCES)
     nearest_neighbors_k: int = _option(GraphConfig, "nearest_neighbors_k", "Neighbours searched per image.",

@@ -109,22 +109,26 @@ def pairwise_similarity(a: np.ndarray, b: np.ndarray, distance: str = "cosine") 
 
 
 AUTO_MODE = "auto"
-# Measured (docs/benchmarks.md, real-like embeddings): HNSW32 found 97.3% of planted copies at 100k (and 58%
-# at 1M on random vectors), PCA256,IVF<nlist>,Flat nprobe=32 with exact re-ranking 100% at 100k and 1M
-# (1M: 28 min, 6.7 GiB peak RSS).
-# Below 50,000 vectors HNSW32 builds and searches in seconds and needs no training.
-AUTO_HNSW_BELOW = 50_000
+# Below 120,000 vectors auto searches exactly (Flat): exact results, so an incremental run's outputs are
+# identical to a full run's, at about the cost of an approximate index. Measured on 2 cores, 1280-d,
+# all-neighbour search k=11 (build + search): Flat 5.7 s at 20k (HNSW32 8.4 s), 36 s at 50k (HNSW32 25 s),
+# ~143 s at 100k (PCA256,IVF1024,Flat 113 s, HNSW32 missed 2.7% of planted copies there); Flat grows as n^2.
+# Above, PCA256,IVF<nlist>,Flat nprobe=32 with exact re-ranking (docs/benchmarks.md, real-like embeddings):
+# 100% of planted copies at 100k and 1M (1M: 28 min, 6.7 GiB peak RSS).
+AUTO_EXACT_BELOW = 120_000
 AUTO_PCA_DIM = 256
-# faiss_param names each candidate of "auto" takes; with auto, those of the candidate not chosen are ignored
-AUTO_PARAMS = {"HNSW": ("efSearch", "efConstruction"), "IVF": ("nprobe", "max_codes")}
+# faiss_param names "auto" accepts: the IVF's, applied when it is chosen (the exact Flat takes none), and
+# HNSW's, accepted (fastdup's default index is HNSW32) but unused, with a warning
+AUTO_PARAMS = ("nprobe", "max_codes")
+AUTO_IGNORED_PARAMS = ("efSearch", "efConstruction")
 
 
 def auto_faiss_mode(n: int, dim: int, distance: str = "cosine") -> str:
-    """The faiss_mode ``auto`` stands for with ``n`` vectors of ``dim``: HNSW32 below ``AUTO_HNSW_BELOW``,
-    else ``PCA256,IVF<nlist>,Flat`` (nlist = 4 sqrt(n) rounded to a power of 2; without the PCA for
-    dim <= 256 or manhattan, which needs uncompressed vectors)."""
-    if n < AUTO_HNSW_BELOW:
-        return "HNSW32"
+    """The faiss_mode ``auto`` stands for with ``n`` vectors of ``dim``: exact ``Flat`` below
+    ``AUTO_EXACT_BELOW``, else ``PCA256,IVF<nlist>,Flat`` (nlist = 4 sqrt(n) rounded to a power of 2;
+    without the PCA for dim <= 256 or manhattan, which needs uncompressed vectors)."""
+    if n < AUTO_EXACT_BELOW:
+        return "Flat"
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
     pca = dim > AUTO_PCA_DIM and distance != "manhattan"
     return f"PCA{AUTO_PCA_DIM},IVF{nlist},Flat" if pca else f"IVF{nlist},Flat"

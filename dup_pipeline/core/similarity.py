@@ -8,6 +8,7 @@ index instead of rebuilding it.
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, replace
 
 import faiss
@@ -24,6 +25,8 @@ from dup_pipeline.core.graph import (
     pagerank_degree,
 )
 from dup_pipeline.core.index import (
+    AUTO_EXACT_BELOW,
+    AUTO_IGNORED_PARAMS,
     AUTO_MODE,
     AUTO_PARAMS,
     add_rows,
@@ -87,20 +90,24 @@ class GraphConfig:
         if not 0 <= self.lower_threshold < 1:
             raise ConfigError(f"lower_threshold must be in [0, 1), got {self.lower_threshold!r}")
         params = parse_params(self.faiss_param)  # every faiss value checked before any work
-        allowed = [name for names in AUTO_PARAMS.values() for name in names]
-        if self.faiss_mode == AUTO_MODE and set(params) - set(allowed):
-            raise ConfigError(f"faiss_param with faiss_mode='auto' may set only {', '.join(allowed)} "
-                              f"(applied to the mode chosen), got {self.faiss_param!r}; "
-                              "name a faiss_mode to set others")
+        if self.faiss_mode == AUTO_MODE:
+            allowed = AUTO_PARAMS + AUTO_IGNORED_PARAMS
+            if set(params) - set(allowed):
+                raise ConfigError(f"faiss_param with faiss_mode='auto' may set only {', '.join(allowed)} "
+                                  f"(the IVF's applied when auto picks it), got {self.faiss_param!r}; "
+                                  "name a faiss_mode to set others")
+            if ignored := sorted(set(params) & set(AUTO_IGNORED_PARAMS)):
+                warnings.warn(f"faiss_param {', '.join(ignored)} has no effect with faiss_mode='auto' (exact Flat "
+                              f"below {AUTO_EXACT_BELOW:,} images, PCA-IVF above); set faiss_mode='HNSW32' to use "
+                              "it", stacklevel=3)
 
     def resolved(self, n: int, dim: int) -> "GraphConfig":
         """This config with ``auto`` replaced by the concrete mode for ``n`` vectors of ``dim``, keeping
-        only the faiss_param names that mode takes (``AUTO_PARAMS``); any other faiss_mode is kept as is."""
+        the faiss_param (``AUTO_PARAMS``) only for an IVF; any other faiss_mode is kept as is."""
         if self.faiss_mode != AUTO_MODE:
             return self
         mode = auto_faiss_mode(n, dim, self.distance)
-        kind = "HNSW" if mode.startswith("HNSW") else "IVF"
-        params = {k: v for k, v in parse_params(self.faiss_param).items() if k in AUTO_PARAMS[kind]}
+        params = {k: v for k, v in parse_params(self.faiss_param).items() if k in AUTO_PARAMS and "IVF" in mode}
         return replace(self, faiss_mode=mode, faiss_param=format_params(params))
 
     @property

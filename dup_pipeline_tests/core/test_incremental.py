@@ -4,7 +4,7 @@ outputs equal a full run on the grown folder in a new work_dir.
 "Equal" means: similarity.parquet, outliers.parquet, connected_components.parquet and
 pagerank_degree.parquet (and knn.npz's rows, similarities and neighbours) are identical row by row,
 similarities compared as exact float32 values, and features.dat is byte-identical. That holds by
-construction for an exact index (Flat) and here also for the default (HNSW32 on a set this small).
+construction for an exact index (Flat, what the default auto builds below 120,000 images).
 """
 
 import json

@@ -212,12 +212,12 @@ def test_faiss_param_values_that_faiss_accepts_silently_no_longer_lose_pairs(pla
 
 
 @pytest.mark.parametrize("n, dim, distance, mode", [
-    (1, 1280, "cosine", "HNSW32"), (49_999, 1280, "cosine", "HNSW32"),
-    (50_000, 1280, "cosine", "PCA256,IVF1024,Flat"), (100_000, 1280, "cosine", "PCA256,IVF1024,Flat"),
+    (1, 1280, "cosine", "Flat"), (50_000, 1280, "cosine", "Flat"), (119_999, 1280, "cosine", "Flat"),
+    (120_000, 1280, "cosine", "PCA256,IVF1024,Flat"), (200_000, 1280, "cosine", "PCA256,IVF2048,Flat"),
     (1_000_000, 1280, "cosine", "PCA256,IVF4096,Flat"), (10_000_000, 1280, "cosine", "PCA256,IVF16384,Flat"),
     (1_000_000, 128, "cosine", "IVF4096,Flat"), (1_000_000, 1280, "manhattan", "IVF4096,Flat"),
 ])
-def test_auto_mode_is_hnsw_for_small_sets_and_pca_ivf_for_large(n, dim, distance, mode):
+def test_auto_mode_is_exact_for_small_sets_and_pca_ivf_for_large(n, dim, distance, mode):
     assert ix.auto_faiss_mode(n, dim, distance) == mode
 
 

@@ -34,7 +34,7 @@ def flat_work(demo_run, tmp_path):
     return work
 
 
-def test_hnsw_default_finds_every_planted_pair(demo_dataset, demo_run):
+def test_default_finds_every_planted_pair(demo_dataset, demo_run):
     found = _names(demo_dataset, demo_run.graph.similarity.join(
         pl.read_parquet(f"{demo_run.work_dir}/similarity.parquet"), on=["from", "to", "distance"]))
     assert _planted_pairs(demo_dataset.ground_truth()) <= found
@@ -43,18 +43,18 @@ def test_hnsw_default_finds_every_planted_pair(demo_dataset, demo_run):
     assert sim.select("from", "to").is_unique().all()
 
 
-def test_flat_mode_2_gives_exactly_the_planted_pairs_without_decoding(demo_dataset, demo_run, flat_work,
-                                                                     monkeypatch):
+def test_flat_mode_2_gives_exactly_the_planted_pairs_without_decoding(demo_dataset, flat_work, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("run mode 2 must not decode images")
 
     for name in ("decode_image", "decode_bytes"):  # every decode of the scan goes through the source layer
         monkeypatch.setattr(reading, name, no_decoding)
+    (flat_work / "stages" / "similarity.json").unlink()  # else fresh: the default (auto) built Flat too
     config = PipelineConfig(demo_dataset.images, str(flat_work), graph=GraphConfig(faiss_mode="Flat"))
     summary = run_pipeline(config, run_mode=2)
     pairs = pl.read_parquet(flat_work / "similarity.parquet")
     assert _names(demo_dataset, pairs) == _planted_pairs(demo_dataset.ground_truth())
-    assert summary.graph.recomputed and summary.graph.index_rows_added == demo_run.good
+    assert summary.graph.recomputed and summary.graph.index_rows_added == 0  # the auto run's Flat index, reused
 
 
 @pytest.mark.parametrize("mode", ["IVF4,SQ8", "PCA64,IVF4,Flat"])
@@ -75,25 +75,29 @@ def test_approximate_mode_is_reranked_to_exact_similarities(demo_dataset, flat_w
 
 
 def test_auto_resolves_by_size_records_the_mode_and_keeps_only_its_params(flat_work):
-    config = GraphConfig(faiss_param="efSearch=100,nprobe=8")
+    config = GraphConfig(faiss_param="nprobe=8")
     assert config.faiss_mode == "auto"
-    assert config.resolved(10, 1280).faiss_mode == "HNSW32"
-    assert config.resolved(10, 1280).search_params == "efSearch=100"
+    assert config.resolved(10, 1280).faiss_mode == "Flat"  # exact below AUTO_EXACT_BELOW: no parameters
+    assert config.resolved(10, 1280).search_params == ""
     big = config.resolved(1_000_000, 1280)
     assert big.faiss_mode == "PCA256,IVF4096,Flat" and big.search_params == "nprobe=8"
     assert GraphConfig().resolved(1_000_000, 1280).search_params == "nprobe=32"
     assert GraphConfig(faiss_mode="Flat").resolved(1_000_000, 1280).faiss_mode == "Flat"
-    with pytest.raises(ValueError, match="faiss_mode='auto' may set only efSearch, efConstruction, nprobe"):
+    with pytest.raises(ValueError, match="faiss_mode='auto' may set only nprobe, max_codes, efSearch, efConstruction"):
         GraphConfig(faiss_param="ht=4")
+    with pytest.warns(UserWarning, match="faiss_param efSearch has no effect with faiss_mode='auto'"):
+        hnsw_habit = GraphConfig(faiss_param="efSearch=100,nprobe=8")  # fastdup's default index is HNSW32
+    assert hnsw_habit.resolved(10, 1280).search_params == ""
+    assert hnsw_habit.resolved(1_000_000, 1280).search_params == "nprobe=8"
     # the demo run (default config) recorded the concrete mode it built
-    assert json.loads(WorkDir(flat_work).index_meta.read_text())["tag"]["faiss_mode"] == "HNSW32"
+    assert json.loads(WorkDir(flat_work).index_meta.read_text())["tag"]["faiss_mode"] == "Flat"
 
 
 def test_auto_above_its_threshold_builds_the_pca_ivf_index_and_writes_flat_similarities(
         demo_dataset, flat_work, tmp_path, monkeypatch):
     auto_work = tmp_path / "auto_work"
     shutil.copytree(flat_work, auto_work)
-    monkeypatch.setattr(index_module, "AUTO_HNSW_BELOW", 10)  # the demo set counts as large,
+    monkeypatch.setattr(index_module, "AUTO_EXACT_BELOW", 10)  # the demo set counts as large,
     monkeypatch.setattr(index_module, "AUTO_PCA_DIM", 32)  # and its 80 vectors can train a 32-d PCA
     (auto_work / "stages" / "faiss_index.json").unlink()  # else fresh: same features and config
     summary = run_pipeline(PipelineConfig(demo_dataset.images, str(auto_work)), run_mode=2)
@@ -164,10 +168,10 @@ def test_faiss_param_is_checked_in_the_config_and_keeps_the_default_efsearch():
         GraphConfig(faiss_param="efSearch=0")
     with pytest.raises(ValueError, match="faiss_param nprobe must be an integer"):
         GraphConfig(faiss_mode="IVF16,Flat", faiss_param="nprobe=0")
-    build_only = GraphConfig(faiss_param="efConstruction=80").resolved(10, 1280)  # auto: HNSW32 at 10 images
+    build_only = GraphConfig(faiss_mode="HNSW32", faiss_param="efConstruction=80")
     assert build_only.search_params == "efSearch=64,efConstruction=80"  # faiss's efSearch=16 loses pairs
     assert build_only.index_tag["build_params"] == ["efConstruction=80"]
-    assert GraphConfig(faiss_param="efSearch=128").search_params == "efSearch=128"
+    assert GraphConfig(faiss_mode="HNSW32", faiss_param="efSearch=128").search_params == "efSearch=128"
     assert GraphConfig(faiss_mode="IVF16,Flat", faiss_param="nprobes=4").search_params == "nprobe=4"
     assert GraphConfig(faiss_mode="Flat").search_params == ""
 

@@ -21,7 +21,7 @@ def test_similarity_assets_and_run_modes_as_jobs(demo_dataset, tmp_path):
     meta = _latest(instance, "train", "similarity")
     assert meta["pairs"] > 0 and meta["threshold"] == 0.8
     index = _latest(instance, "train", "faiss_index")
-    assert index["added_this_run"] > 0 and index["faiss_mode"] == "HNSW32"  # the default auto, resolved
+    assert index["added_this_run"] > 0 and index["faiss_mode"] == "Flat"  # the default auto, resolved
     assert _latest(instance, "train", "outliers")["outliers"] >= 1
     assert _latest(instance, "train", "components")["components_with_2_or_more"] >= 4
     # run mode 4: the existing index as it is

@@ -14,7 +14,7 @@ SAMPLES = {
     "model_output": "embedding", "normalization": "raw", "input_size": "20,24",
     "bounding_box": "row_y=1,col_x=2,height=8,width=9", "batch_size": 5, "compute": None,  # gpu needs CUDA
     "preprocess": "squash",
-    "faiss_mode": "Flat", "faiss_param": "efSearch=128", "distance": "euclidean", "nearest_neighbors_k": 4,
+    "faiss_mode": "Flat", "faiss_param": "nprobe=8", "distance": "euclidean", "nearest_neighbors_k": 4,
     "threshold": 0.75, "ccthreshold": 0.7, "lower_threshold": 0.2, "run_cc": False, "run_pagerank": False,
     "run_degree": False, "labels": "labels.csv", "labels_from_folders": True, "exclude_outliers": True,
     "exclude_wrong_labels": True, "image_issue_thresholds": "grayscale=3", "video_fps": 2.5, "read_concurrency": 4,
