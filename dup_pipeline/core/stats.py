@@ -10,7 +10,8 @@ BLUR_SIDE = 224
 
 
 def luminance(gray: Image.Image, side: int = STATS_SIDE) -> np.ndarray:
-    """The grey image (ITU-R 601 luminance, mode ``L``) as uint8, resized so that the longer side is exactly ``side``."""
+    """The grey image (ITU-R 601 luminance, mode ``L``) as uint8, resized so that the longer side is
+    exactly ``side``."""
     width, height = gray.size
     scale = side / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
