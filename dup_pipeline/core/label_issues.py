@@ -11,8 +11,6 @@ image is an issue when its most probable label is another. ``score = 1 - label q
 (``agreement``), ``ambiguous`` when it is split.
 """
 
-import importlib
-import threading
 import warnings
 from dataclasses import dataclass
 
@@ -100,14 +98,6 @@ def class_probabilities(images: pl.DataFrame, votes: pl.DataFrame, classes: list
     prior = np.bincount([code[c] for c in images["label"]], minlength=len(classes)) / max(images.height, 1)
     counts += smoothing * prior
     return counts / counts.sum(axis=1, keepdims=True)
-
-
-def preload_cleanlab() -> None:
-    """Start importing cleanlab in a background thread (~1.2 s of CPU, mostly scikit-learn's import), so
-    that it overlaps the single-threaded stages before the label stage. Python's import lock makes the
-    label stage's own import wait for this one if it is still running."""
-    threading.Thread(target=importlib.import_module, args=("cleanlab.filter",), name="import-cleanlab",
-                     daemon=True).start()
 
 
 def _confident_learning(given: np.ndarray, probs: np.ndarray, config: LabelConfig,

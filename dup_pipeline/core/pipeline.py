@@ -15,7 +15,6 @@ from dup_pipeline.core.features import FeatureMatrix, load_features
 from dup_pipeline.core.image_issues import ISSUES
 from dup_pipeline.core.index import check_index_settings
 from dup_pipeline.core.inputs import InputSpec
-from dup_pipeline.core.label_issues import preload_cleanlab
 from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.memory import SCAN_MMAP_THRESHOLD, fix_mmap_threshold, release_free_memory
 from dup_pipeline.core.progress import ProgressSink, silent_progress
@@ -196,8 +195,6 @@ def run_pipeline(
                            features)
     release_free_memory()  # the decode threads' and the model's buffers, freed but still resident
     fix_mmap_threshold()  # the later stages' large arrays are unmapped when freed
-    if wants_labels and features and run_mode == 0:
-        preload_cleanlab()  # while the index, neighbours and graph stages run (the model is gone: no new peak)
     run_stages(ctx, stage_names(run_mode, features))
     return _summary(ctx, outcomes)
 
