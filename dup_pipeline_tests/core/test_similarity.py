@@ -83,7 +83,8 @@ def test_auto_resolves_by_size_records_the_mode_and_keeps_only_its_params(flat_w
     assert big.faiss_mode == "PCA256,IVF4096,Flat" and big.search_params == "nprobe=8"
     assert GraphConfig().resolved(1_000_000, 1280).search_params == "nprobe=32"
     assert GraphConfig(faiss_mode="Flat").resolved(1_000_000, 1280).faiss_mode == "Flat"
-    with pytest.raises(ValueError, match="faiss_mode='auto' may set only nprobe, max_codes, efSearch, efConstruction"):
+    allowed = "nprobe, max_codes, efSearch, efConstruction"
+    with pytest.raises(ValueError, match=f"faiss_mode='auto' may set only {allowed}"):
         GraphConfig(faiss_param="ht=4")
     with pytest.warns(UserWarning, match="faiss_param efSearch has no effect with faiss_mode='auto'"):
         hnsw_habit = GraphConfig(faiss_param="efSearch=100,nprobe=8")  # fastdup's default index is HNSW32
