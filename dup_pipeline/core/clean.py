@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from dup_pipeline.core.atomic import write_parquet, write_text
+from dup_pipeline.core.features import FeatureMatrix, load_features
 from dup_pipeline.core.index import _rows, batch_rows
 from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.rerank import pair_similarities
@@ -45,16 +46,17 @@ def _groups(work: WorkDir, manifest: pl.DataFrame) -> pl.DataFrame:
     return groups.explode("indexes").select(pl.col("indexes").alias("index"), pl.col("group").cast(pl.Int64))
 
 
-def _near_representative(work: WorkDir, members: pl.DataFrame) -> pl.DataFrame:
+def _near_representative(work: WorkDir, members: pl.DataFrame, features: FeatureMatrix | None) -> pl.DataFrame:
     """The ``members`` (``index, rep``) of components at or above the components' ``ccthreshold`` to their
-    representative, by exact similarity; all of them for byte-identical groups (no components)."""
-    from dup_pipeline.core.features import load_features
+    representative, by exact similarity; all of them for byte-identical groups (no components).
+    ``features``: the work_dir's matrix when the caller has it open (else it is opened here: a second
+    mapping of the same file would count its pages twice in the process's RSS)."""
     from dup_pipeline.core.stages import stored_settings
 
     settings = stored_settings(work, "components")
     if not members.height or not work.components_parquet.exists() or "ccthreshold" not in settings:
         return members
-    features = load_features(work)
+    features = features if features is not None else load_features(work)
     rows = features.index.select("index", "row")
     pairs = (members.join(rows, on="index").join(rows.rename({"index": "rep", "row": "rep_row"}), on="rep")
              .select("index", "row", "rep_row"))
@@ -70,8 +72,10 @@ def _near_representative(work: WorkDir, members: pl.DataFrame) -> pl.DataFrame:
     return members.filter(pl.col("index").is_in(near.implode()))
 
 
-def clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labels: bool = False) -> CleanList:
-    """Which files of ``work``'s manifest to keep, and why the others are dropped."""
+def clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labels: bool = False,
+               features: FeatureMatrix | None = None) -> CleanList:
+    """Which files of ``work``'s manifest to keep, and why the others are dropped (``features``: the
+    work_dir's feature matrix, if the caller has it open)."""
     full = pl.read_parquet(work.manifest)
     manifest = full.select("index", pl.col("path").alias("filename"), "missing")
     reasons = [pl.read_parquet(work.bad_files_parquet).select("index", ("bad: " + pl.col("error_code")).alias("reason"))]
@@ -82,7 +86,7 @@ def clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labe
         representative = ranked.group_by("group", maintain_order=True).first().select(
             "group", pl.col("index").alias("rep"), pl.col("filename").alias("rep_name"))
         members = ranked.join(representative, on="group").filter(pl.col("index") != pl.col("rep"))
-        reasons.append(_near_representative(work, members).select(
+        reasons.append(_near_representative(work, members, features).select(
             "index", ("duplicate: of " + pl.col("rep_name")).alias("reason")))
     if exclude_outliers and work.outliers_parquet.exists():
         outliers = pl.read_parquet(work.outliers_parquet)
@@ -100,9 +104,10 @@ def clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labe
     return CleanList(keep.sort("index"), dropped)
 
 
-def write_clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labels: bool = False) -> CleanList:
+def write_clean_list(work: WorkDir, exclude_outliers: bool = False, exclude_wrong_labels: bool = False,
+                     features: FeatureMatrix | None = None) -> CleanList:
     """``clean_manifest.parquet`` and ``clean_manifest.txt`` (one path a line) to keep; ``clean_dropped.parquet``."""
-    clean = clean_list(work, exclude_outliers, exclude_wrong_labels)
+    clean = clean_list(work, exclude_outliers, exclude_wrong_labels, features)
     write_parquet(clean.keep, work.root / CLEAN_PARQUET)
     write_text("".join(f"{name}\n" for name in clean.keep["filename"]), work.root / CLEAN_LIST)
     write_parquet(clean.dropped, work.root / DROPPED_PARQUET)

@@ -472,7 +472,8 @@ def describe_report(ctx: StageContext) -> list[StageResult]:
 
 
 def compute_clean(ctx: StageContext) -> Metrics:
-    write_clean_list(ctx.work, ctx.config.exclude_outliers, ctx.config.exclude_wrong_labels)
+    write_clean_list(ctx.work, ctx.config.exclude_outliers, ctx.config.exclude_wrong_labels,
+                     ctx.features if ctx.has_vectors else None)  # the run's open matrix, not a second mapping
     return {}
 
 
