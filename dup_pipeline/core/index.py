@@ -116,6 +116,7 @@ AUTO_MODE = "auto"
 # Above, PCA256,IVF<nlist>,Flat nprobe=32 with exact re-ranking (docs/benchmarks.md, real-like embeddings):
 # 100% of planted copies at 100k and 1M (1M: 28 min, 6.7 GiB peak RSS).
 AUTO_EXACT_BELOW = 120_000
+FLAT_MODE = "Flat"
 AUTO_PCA_DIM = 256
 # faiss_param names "auto" accepts: the IVF's, applied when it is chosen (the exact Flat takes none), and
 # HNSW's, accepted (fastdup's default index is HNSW32) but unused, with a warning
@@ -128,7 +129,7 @@ def auto_faiss_mode(n: int, dim: int, distance: str = "cosine") -> str:
     ``AUTO_EXACT_BELOW``, else ``PCA256,IVF<nlist>,Flat`` (nlist = 4 sqrt(n) rounded to a power of 2;
     without the PCA for dim <= 256 or manhattan, which needs uncompressed vectors)."""
     if n < AUTO_EXACT_BELOW:
-        return "Flat"
+        return FLAT_MODE
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
     pca = dim > AUTO_PCA_DIM and distance != "manhattan"
     return f"PCA{AUTO_PCA_DIM},IVF{nlist},Flat" if pca else f"IVF{nlist},Flat"
@@ -345,15 +346,62 @@ def add_rows(index: faiss.Index, features: np.ndarray, start: int, distance: str
     return max(0, n - start)
 
 
+class FlatMatrix:
+    """An exact (``Flat``) index that searches a feature matrix in place, without a copy of the vectors.
+
+    faiss's ``IndexFlat`` holds its own copy (5 KB per image at d=1280: 512 MB at 100k, beside the
+    memory-mapped matrix). This reads the matrix (a memmap) a batch of ``ADD_BATCH_BYTES`` at a time,
+    prepared as :func:`build_index` adds them (normalized for cosine), and runs faiss's brute-force kNN
+    (``faiss.knn``, what ``IndexFlat.search`` runs) on each, merging the batches' results in faiss's
+    heaps. It offers what this package calls on an index: ``search``, ``d``, ``ntotal``, ``metric_type``.
+    """
+
+    def __init__(self, matrix: np.ndarray, distance: str = "cosine") -> None:
+        _check_matrix("features", matrix)
+        self.matrix, self.distance = matrix, distance
+        self.metric_type = _check_distance(distance)
+        self.ntotal, self.d = (int(v) for v in matrix.shape)
+
+    def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's ``Index.search``: raw scores and ids (n, k), best first; missing slots have id -1."""
+        heap = faiss.ResultHeap(x.shape[0], k, keep_max=self.metric_type == faiss.METRIC_INNER_PRODUCT)
+        step = batch_rows(self.d)
+        for start in range(0, self.ntotal, step):
+            block = _rows(self.matrix, slice(start, start + step), self.distance)
+            raw, found = faiss.knn(x, block, min(k, len(block)), self.metric_type)
+            heap.add_result(raw, np.where(found >= 0, found + start, -1))
+        heap.finalize()
+        return heap.D, heap.I
+
+
+def write_flat_index(features: np.ndarray, path: str | os.PathLike, distance: str = "cosine") -> None:
+    """Write the ``IndexFlat`` :func:`build_index` would build over ``features`` to ``path`` (atomically),
+    streaming the rows a batch at a time instead of holding the index: faiss's own header of an empty
+    index of that metric, with its row count and vector size set, then the prepared rows. ``load_index``
+    reads it as an ``IndexFlat`` (test: byte-identical to ``faiss.write_index`` of the built index)."""
+    _check_matrix("features", features)
+    n, d = features.shape
+    header = bytearray(faiss.serialize_index(faiss.IndexFlat(d, _check_distance(distance))).tobytes())
+    if header[8:16] != bytes(8) or header[-8:] != bytes(8):
+        raise RuntimeError("faiss's IndexFlat file layout changed: ntotal or the vector size is not where expected")
+    header[8:16] = n.to_bytes(8, "little")  # ntotal, after the fourcc and d
+    header[-8:] = (n * d).to_bytes(8, "little")  # the codes' length in floats, just before them
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        out.write(header)
+        step = batch_rows(d)
+        for start in range(0, n, step):
+            out.write(_rows(features, slice(start, start + step), distance).tobytes())
+
+
 def save_index(index: faiss.Index, path: str | os.PathLike) -> None:
     """Write ``index`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
 
 
-def load_index(path: str | os.PathLike) -> faiss.Index:
-    """Read an index written by ``save_index``."""
+def load_index(path: str | os.PathLike, mapped: bool = False) -> faiss.Index:
+    """Read an index written by ``save_index`` (``mapped``: a flat index's vectors memory-mapped, not read)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(path)
-    return faiss.read_index(path)
+    return faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC if mapped else 0)

@@ -11,11 +11,10 @@ from PIL import Image
 from dup_pipeline.core.decode import BadFile, DecodedImage, decode_image, to_rgb
 from dup_pipeline.core.errors import ConfigError, InputError, WorkDirError
 from dup_pipeline.core.features import load_features
-from dup_pipeline.core.index import apply_params, load_index
 from dup_pipeline.core.pipeline import ModelConfig
 from dup_pipeline.core.range_scan import FeatureSettings
 from dup_pipeline.core.rerank import search_queries
-from dup_pipeline.core.similarity import GraphConfig
+from dup_pipeline.core.similarity import GraphConfig, open_index
 from dup_pipeline.core.workdir import WorkDir
 
 
@@ -65,8 +64,7 @@ class ImageSearch:
         if self.settings.embedder.spec.model_id != self.features.model_id:
             raise ConfigError(f"model_path {model.model_path!r} is not the model of {work.root} "
                               f"({self.features.model_id}): pass the model_path the run used")
-        self.index = load_index(work.faiss_index)
-        apply_params(self.index, graph.faiss_mode, graph.search_params)
+        self.index = open_index(work, self.features.matrix, graph)
 
     def vectors(self, vectors: np.ndarray, names: list[str]) -> pl.DataFrame:
         """``from, to, distance, index``: each query's neighbours, most similar first."""

@@ -29,17 +29,21 @@ from dup_pipeline.core.index import (
     AUTO_IGNORED_PARAMS,
     AUTO_MODE,
     AUTO_PARAMS,
+    FLAT_MODE,
+    FlatMatrix,
     add_rows,
     auto_faiss_mode,
     apply_params,
     batch_rows,
     _rows,
     build_index,
+    check_index_settings,
     format_params,
     load_index,
     parse_params,
     save_index,
     search,
+    write_flat_index,
 )
 from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.rerank import (
@@ -143,34 +147,54 @@ class GraphResult:
 
 
 def update_index(work: WorkDir, features: FeatureMatrix, config: GraphConfig, num_threads: int | None = None,
-                 ) -> tuple[faiss.Index, int]:
-    """Load, extend or build ``faiss.index`` for the matrix; return it and the rows added now.
+                 ) -> tuple[faiss.Index | FlatMatrix, int]:
+    """Load, extend or build ``faiss.index`` for the matrix; return the index to search and the rows added now.
 
     The index is extended when its rows are still the matrix's first rows, checked with the
-    per-range digests of ``features.json`` (:func:`unchanged_rows`), else rebuilt.
+    per-range digests of ``features.json`` (:func:`unchanged_rows`), else rebuilt. A ``Flat`` index is
+    streamed to the file from the matrix and never held: the matrix is searched in place (:func:`open_index`).
     """
     n = features.matrix.shape[0]
     config = config.resolved(*features.matrix.shape)
+    flat = config.faiss_mode == FLAT_MODE
     tag = {**config.index_tag, "model_id": features.model_id}
     state = json.loads(work.index_meta.read_text()) if work.index_meta.exists() else {}
     old_rows = state.get("rows", 0)
     index = None
     if (work.faiss_index.exists() and state.get("tag") == tag and 0 < old_rows <= n
             and unchanged_rows(state.get("ranges", []), features) >= old_rows):
-        index = load_index(work.faiss_index)
+        index = load_index(work.faiss_index, mapped=flat)  # a Flat file's vectors are not read: only its size
         if index.ntotal != old_rows:  # killed between saving the index and its state: rebuild
             index = None
         elif old_rows == n:
-            return index, 0
-    if index is not None:
-        added = add_rows(index, features.matrix, old_rows, config.distance, num_threads)
+            return open_index(work, features.matrix, config) if flat else index, 0
+    if flat:
+        added = n - old_rows if index is not None else n
+        index = None  # the mapped file is replaced
+        write_flat_index(features.matrix, work.faiss_index, config.distance)
+        index = FlatMatrix(features.matrix, config.distance)
     else:
-        index = build_index(features.matrix, config.faiss_mode, config.distance, config.search_params,
-                            num_threads=num_threads)
-        added = n
-    save_index(index, work.faiss_index)
+        if index is not None:
+            added = add_rows(index, features.matrix, old_rows, config.distance, num_threads)
+        else:
+            index = build_index(features.matrix, config.faiss_mode, config.distance, config.search_params,
+                                num_threads=num_threads)
+            added = n
+        save_index(index, work.faiss_index)
     write_json({"tag": tag, "rows": n, "ranges": list(features.ranges)}, work.index_meta)
     return index, added
+
+
+def open_index(work: WorkDir, matrix: np.ndarray, config: GraphConfig) -> faiss.Index | FlatMatrix:
+    """The index of ``work`` (built for ``config``, resolved) ready to search: an exact ``Flat`` one searches
+    ``matrix`` in place (:class:`FlatMatrix`, no copy of the vectors); any other is read from ``faiss.index``
+    with the search parameters applied."""
+    if config.faiss_mode == FLAT_MODE:
+        check_index_settings(matrix.shape[1], FLAT_MODE, config.distance, config.search_params)  # Flat takes none
+        return FlatMatrix(matrix, config.distance)
+    index = load_index(work.faiss_index)
+    apply_params(index, config.faiss_mode, config.search_params)
+    return index
 
 
 def with_names(df: pl.DataFrame, names: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
@@ -235,8 +259,7 @@ def find_neighbours(
     if _fresh(work.knn_meta, fingerprint):
         data = np.load(work.knn)
         return Neighbours(data["rows"], data["sims"], data["ids"], fingerprint)
-    index = load_index(work.faiss_index)
-    apply_params(index, config.faiss_mode, config.search_params)
+    index = open_index(work, features.matrix, config)
     n = features.matrix.shape[0]
     k = min(config.nearest_neighbors_k + 1, max(n, 1))
     rows = features.index["index"].to_numpy()
@@ -283,7 +306,7 @@ def _earlier_neighbours(work: WorkDir, settings: str, features: FeatureMatrix, k
     return sims, np.where(ids >= 0, np.clip(position, 0, m - 1), -1)
 
 
-def _add_neighbours(index: faiss.Index, matrix: np.ndarray, sims: np.ndarray, ids: np.ndarray, k: int,
+def _add_neighbours(index: faiss.Index | FlatMatrix, matrix: np.ndarray, sims: np.ndarray, ids: np.ndarray, k: int,
                     config: GraphConfig, num_threads: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The neighbour lists of all rows from those of the first ``m`` rows (``sims``, ``ids``) after rows
     were appended (``index`` holds every row): the new rows are searched in the index, and every earlier
@@ -395,8 +418,7 @@ def cross_similarity(
     """
     out = out or work
     config = config.resolved(*train.matrix.shape)
-    index = load_index(work.faiss_index)
-    apply_params(index, config.faiss_mode, config.search_params)
+    index = open_index(work, train.matrix, config)
     k = min(config.nearest_neighbors_k, max(index.ntotal, 1))
     if test.matrix.shape[0]:  # exact similarities with an approximate index, as in find_neighbours
         sims, ids = search_queries(index, train.matrix, test.matrix, k, config.faiss_mode, config.distance,

@@ -39,7 +39,7 @@ from dup_pipeline.core.inputs import InputSpec
 from dup_pipeline.core.label_issues import label_error_rate, write_label_issues, write_leakage
 from dup_pipeline.core.labels import labels_from_folders, load_labels
 from dup_pipeline.core.manifest import build_manifest, exact_duplicate_groups
-from dup_pipeline.core.memory import release_free_memory
+from dup_pipeline.core.memory import release_free_memory, release_mapped_pages
 from dup_pipeline.core.progress import ProgressSink, silent_progress
 from dup_pipeline.core.range_scan import (
     FEATURES_VERSION,
@@ -132,6 +132,12 @@ class StageContext:
                 self._knn = Neighbours(np.empty(0, np.int64), np.empty((0, 1), np.float32),
                                        np.empty((0, 1), np.int64), "")
         return self._knn
+
+    def release_feature_pages(self) -> None:
+        """Drop the pages of the feature matrix a stage read (all of them in the kNN search) from the
+        process's resident set, if it is loaded (:func:`release_mapped_pages`)."""
+        if self._features is not None:
+            release_mapped_pages(self._features.matrix)
 
     def forget(self) -> None:
         """Drop the shared tables (after a stage rewrote them)."""
@@ -690,6 +696,7 @@ def run_stages(ctx: StageContext, names: Sequence[str] | None = None) -> dict[st
     for stage in applicable(ctx.config, names):
         run_stage(stage, ctx)
         release_free_memory()  # what the stage freed, before the next one (labels, report) allocates more
+        ctx.release_feature_pages()
     return ctx.results
 
 

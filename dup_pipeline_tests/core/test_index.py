@@ -137,6 +137,34 @@ def test_memmap_input_is_streamed_not_modified(tmp_path, planted, monkeypatch):
     np.testing.assert_allclose(sims, ref_sims, atol=1e-5)
 
 
+@pytest.mark.parametrize("distance", sorted(ix.DISTANCES))
+def test_flat_matrix_searches_a_memmap_in_place_as_index_flat_does(tmp_path, planted, monkeypatch, distance):
+    x, _ = planted
+    path = tmp_path / "features.f32"
+    (x * 3.0).tofile(path)  # not unit rows: cosine normalizes each batch as build_index does
+    features = np.memmap(path, dtype=np.float32, mode="r", shape=x.shape)
+    monkeypatch.setattr(ix, "ADD_BATCH_BYTES", 300 * 4 * x.shape[1])  # 7 batches merged in faiss's heaps
+    flat = ix.FlatMatrix(features, distance)
+    built = ix.build_index(features, "Flat", distance)
+    assert (flat.ntotal, flat.d, flat.metric_type) == (built.ntotal, built.d, built.metric_type)
+    for k in (5, 2_100):  # 2,100 > rows: the missing slots too
+        sims, ids = ix.search(flat, features[:50], k, distance)
+        ref_sims, ref_ids = ix.search(built, features[:50], k, distance)
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_array_equal(sims, ref_sims)
+    assert ids[0, -1] == -1 and np.isnan(sims[0, -1])
+
+
+@pytest.mark.parametrize("distance", sorted(ix.DISTANCES))
+def test_streamed_flat_index_file_is_the_one_faiss_writes(tmp_path, planted, monkeypatch, distance):
+    x, _ = planted
+    monkeypatch.setattr(ix, "ADD_BATCH_BYTES", 300 * 4 * x.shape[1])
+    ix.save_index(ix.build_index(x * 3.0, "Flat", distance), tmp_path / "built.index")
+    ix.write_flat_index(x * 3.0, tmp_path / "streamed.index", distance)
+    assert (tmp_path / "streamed.index").read_bytes() == (tmp_path / "built.index").read_bytes()
+    assert ix.load_index(tmp_path / "streamed.index", mapped=True).ntotal == len(x)
+
+
 def test_missing_neighbours_are_minus_one_and_nan(planted):
     x, _ = planted
     sims, ids = ix.search(ix.build_index(x[:3], "Flat"), x[:3], k=5)

@@ -98,3 +98,26 @@ def test_model_is_released_before_the_stages_after_the_range_scans(tmp_path: Pat
     summary = run_pipeline(PipelineConfig(str(tmp_path / "images"), str(tmp_path / "work"), report=False))
     assert summary.embedded == 6 and made
     assert alive_at_stages[-1] == 0  # the stages after the scans (features, index, similarity) start without it
+
+
+def _rss_file_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("RssFile:"))) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RssFile from Linux's /proc")
+def test_released_matrix_pages_leave_the_resident_set_and_read_back_the_same(tmp_path: Path) -> None:
+    import numpy as np
+
+    from dup_pipeline.core.memory import release_mapped_pages
+
+    values = np.random.default_rng(0).standard_normal((8192, 1280)).astype(np.float32)  # 40 MiB
+    values.tofile(tmp_path / "features.dat")
+    matrix = np.memmap(tmp_path / "features.dat", dtype=np.float32, mode="r", shape=values.shape)
+    before = _rss_file_mib()
+    total = float(matrix.sum(dtype=np.float64))  # every page read
+    assert _rss_file_mib() - before > 30
+    assert release_mapped_pages(matrix)
+    assert _rss_file_mib() - before < 5
+    assert float(matrix.sum(dtype=np.float64)) == total
+    assert not release_mapped_pages(values)  # not file-mapped: nothing to release
