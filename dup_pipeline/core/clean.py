@@ -16,13 +16,17 @@ import polars as pl
 
 from dup_pipeline.core.atomic import write_parquet, write_text
 from dup_pipeline.core.features import FeatureMatrix, load_features
-from dup_pipeline.core.index import _rows, batch_rows
+from dup_pipeline.core.index import _rows
 from dup_pipeline.core.memory import release_mapped_pages
 from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.rerank import pair_similarities
 from dup_pipeline.core.workdir import CLEAN_LIST, CLEAN_PARQUET, DROPPED_PARQUET, WorkDir
 
 __all__ = ["CLEAN_LIST", "CLEAN_PARQUET", "DROPPED_PARQUET", "CleanList", "clean_list", "write_clean_list"]
+
+# member and representative rows read per exact check (each a float32 copy of 3,276 rows at d=1280, plus the
+# matrix pages they touch): at 64 MiB the check was the 100k run's peak (1,216 MiB)
+STAR_BATCH_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def _near_representative(work: WorkDir, members: pl.DataFrame, features: Feature
     pairs = (members.join(rows, on="index").join(rows.rename({"index": "rep", "row": "rep_row"}), on="rep")
              .select("index", "row", "rep_row"))
     sims = np.empty(pairs.height, np.float32)
-    step = batch_rows(features.dim)
+    step = max(1, STAR_BATCH_BYTES // (4 * features.dim))
     for start in range(0, pairs.height, step):
         chunk = pairs.slice(start, step)
         q = _rows(features.matrix, chunk["row"].to_numpy(), settings["distance"])
