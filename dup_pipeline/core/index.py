@@ -44,6 +44,14 @@ def batch_rows(dim: int) -> int:
     return max(1, ADD_BATCH_BYTES // (4 * dim))
 
 
+def _batches(features: np.ndarray, distance: str, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, rows prepared by _rows)`` of ``features[start:]``, ``batch_rows`` at a time (a memmap is
+    streamed: only one batch is read and held)."""
+    n, step = features.shape[0], batch_rows(features.shape[1])
+    for first in range(start, n, step):
+        yield first, _rows(features, slice(first, min(n, first + step)), distance)
+
+
 def _check_distance(distance: str) -> int:
     if distance not in DISTANCES:
         raise ConfigError(f"distance must be one of {sorted(DISTANCES)}, got {distance!r}")
@@ -257,9 +265,8 @@ def build_index(
                     f"faiss_mode {faiss_mode!r} cannot be trained on {len(rows)} vectors (IVF<n> needs at least n, "
                     f"PQ at least 256 per codebook; use Flat or HNSW32 for small sets): {err}") from None
         apply_params(index, faiss_mode, faiss_param)
-        step = batch_rows(d)
-        for start in range(0, n, step):
-            index.add(_rows(features, slice(start, start + step), distance))
+        for _, rows in _batches(features, distance):
+            index.add(rows)
     return index
 
 
@@ -338,12 +345,10 @@ def check_index_settings(dim: int, faiss_mode: str, distance: str, faiss_param: 
 def add_rows(index: faiss.Index, features: np.ndarray, start: int, distance: str = "cosine",
              num_threads: int | None = None) -> int:
     """Append ``features[start:]`` to ``index`` in batches (a memmap is streamed); return rows added."""
-    n = features.shape[0]
     with _threads(num_threads):
-        step = batch_rows(features.shape[1])
-        for first in range(start, n, step):
-            index.add(_rows(features, slice(first, min(n, first + step)), distance))
-    return max(0, n - start)
+        for _, rows in _batches(features, distance, start):
+            index.add(rows)
+    return max(0, features.shape[0] - start)
 
 
 class FlatMatrix:
@@ -365,9 +370,7 @@ class FlatMatrix:
     def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """faiss's ``Index.search``: raw scores and ids (n, k), best first; missing slots have id -1."""
         heap = faiss.ResultHeap(x.shape[0], k, keep_max=self.metric_type == faiss.METRIC_INNER_PRODUCT)
-        step = batch_rows(self.d)
-        for start in range(0, self.ntotal, step):
-            block = _rows(self.matrix, slice(start, start + step), self.distance)
+        for start, block in _batches(self.matrix, self.distance):
             raw, found = faiss.knn(x, block, min(k, len(block)), self.metric_type)
             heap.add_result(raw, np.where(found >= 0, found + start, -1))
         heap.finalize()
@@ -388,9 +391,8 @@ def write_flat_index(features: np.ndarray, path: str | os.PathLike, distance: st
     header[-8:] = (n * d).to_bytes(8, "little")  # the codes' length in floats, just before them
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
         out.write(header)
-        step = batch_rows(d)
-        for start in range(0, n, step):
-            out.write(_rows(features, slice(start, start + step), distance).tobytes())
+        for _, rows in _batches(features, distance):
+            out.write(rows.tobytes())
 
 
 def save_index(index: faiss.Index, path: str | os.PathLike) -> None:

@@ -167,11 +167,10 @@ def update_index(work: WorkDir, features: FeatureMatrix, config: GraphConfig, nu
         if index.ntotal != old_rows:  # killed between saving the index and its state: rebuild
             index = None
         elif old_rows == n:
-            return open_index(work, features.matrix, config) if flat else index, 0
+            return FlatMatrix(features.matrix, config.distance) if flat else index, 0
     if flat:
         added = n - old_rows if index is not None else n
-        index = None  # the mapped file is replaced
-        write_flat_index(features.matrix, work.faiss_index, config.distance)
+        write_flat_index(features.matrix, work.faiss_index, config.distance)  # replaces the mapped file by rename
         index = FlatMatrix(features.matrix, config.distance)
     else:
         if index is not None:
