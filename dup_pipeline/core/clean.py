@@ -16,7 +16,7 @@ import polars as pl
 
 from dup_pipeline.core.atomic import write_parquet, write_text
 from dup_pipeline.core.features import FeatureMatrix, load_features
-from dup_pipeline.core.index import _rows
+from dup_pipeline.core.index import _rows, batch_rows
 from dup_pipeline.core.memory import release_mapped_pages
 from dup_pipeline.core.manifest import exact_duplicate_groups
 from dup_pipeline.core.rerank import pair_similarities
@@ -66,7 +66,7 @@ def _near_representative(work: WorkDir, members: pl.DataFrame, features: Feature
     pairs = (members.join(rows, on="index").join(rows.rename({"index": "rep", "row": "rep_row"}), on="rep")
              .select("index", "row", "rep_row"))
     sims = np.empty(pairs.height, np.float32)
-    step = max(1, STAR_BATCH_BYTES // (4 * features.dim))
+    step = batch_rows(features.dim, STAR_BATCH_BYTES)
     for start in range(0, pairs.height, step):
         chunk = pairs.slice(start, step)
         q = _rows(features.matrix, chunk["row"].to_numpy(), settings["distance"])

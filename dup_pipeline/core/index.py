@@ -39,9 +39,9 @@ PRETRAIN_BYTES = 64 * 2**20
 ADD_BATCH_BYTES = 64 * 2**20  # vectors copied (normalized) per index.add: 13,107 rows at d=1280
 
 
-def batch_rows(dim: int) -> int:
-    """Rows of ``dim`` float32 values that fit in ``ADD_BATCH_BYTES`` (at least 1)."""
-    return max(1, ADD_BATCH_BYTES // (4 * dim))
+def batch_rows(dim: int, batch_bytes: int | None = None) -> int:
+    """Rows of ``dim`` float32 values that fit in ``batch_bytes`` (default ``ADD_BATCH_BYTES``; at least 1)."""
+    return max(1, (ADD_BATCH_BYTES if batch_bytes is None else batch_bytes) // (4 * dim))
 
 
 def _batches(features: np.ndarray, distance: str, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
