@@ -440,10 +440,14 @@ def _save(img: Image.Image, path: Path, fmt: str = "JPEG", **kwargs) -> None:
 
 
 # Scenes of one class are look-alikes, as photographs of one subject are: with most seeds (16 of
-# 0..24, fp32, 12 per class) two distinct scenes score 0.8 or more. Seed 6 was picked as the one whose
-# distinct scenes lie furthest apart (highest 0.754) while each planted wrong label's image has mostly
-# its own class among its neighbours; tests check both at the default threshold.
+# 0..24, 12 per class) two distinct scenes score 0.8 or more. Seed 6 was picked as the one whose
+# distinct scenes lie furthest apart while each planted wrong label's image has mostly its own class
+# among its neighbours; tests check both at the default threshold. Measured with the fp32 model
+# (the int8 models move scores by a few hundredths): planted copies score 0.862 or more, distinct
+# scenes 0.754 at most, a blurred copy 0.777 at most against another scene; the two planted outliers
+# lie furthest from everything (the overexposed copy keeps some contrast so that it does not).
 DEFAULT_SEED = 6
+BLUR_RADIUS = 4  # at 3, fp32 scored a blurred foliage copy 0.80 against a distinct foliage scene
 
 
 def generate_demo(root: str | Path, per_class: int = 12, seed: int = DEFAULT_SEED) -> DemoDataset:
@@ -497,14 +501,14 @@ def generate_demo(root: str | Path, per_class: int = 12, seed: int = DEFAULT_SEE
         truth["leakage"].append([leak_rel, rel])
         # blurred copy
         blur_rel, blur_src = originals[label][4]
-        blurred = blur_src.filter(ImageFilter.GaussianBlur(3))
+        blurred = blur_src.filter(ImageFilter.GaussianBlur(BLUR_RADIUS))
         rel = add(f"train/{label}/{label}_004_blurred.jpg", blurred, label, "train")
         truth["blurred"].append([blur_rel, rel])
     dark_src = originals["landscapes"][5][1]
     dark = ImageEnhance.Brightness(dark_src).enhance(0.1)
     truth["dark"].append(add("train/landscapes/landscapes_dark.jpg", dark, "landscapes", "train"))
     bright_src = originals["foliage"][5][1]
-    bright = Image.eval(bright_src, lambda v: 235 + v * 20 // 255)
+    bright = Image.eval(bright_src, lambda v: 215 + v * 40 // 255)
     truth["bright"].append(add("train/foliage/foliage_bright.png", bright, "foliage", "train", "PNG"))
     # outliers: unlike every class
     noise = Image.fromarray(rng.integers(0, 256, (IMAGE_SIZE[1], IMAGE_SIZE[0], 3), dtype=np.uint8), "RGB")
